@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up the environment (first run only) and run the main job: the embedded CPU demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh all
+exec .venv/bin/vla-parl run demo "$@"

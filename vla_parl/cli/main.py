@@ -1,0 +1,54 @@
+"""`vla-parl` command line: one sub-command module per concern, each exposing `register(subparsers)`.
+
+Sub-command modules keep their heavy imports inside their handlers, so `vla-parl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "build_parser"]
+
+# name -> module under vla_parl.cli that defines `register(subparsers)`
+_SUBCOMMAND_MODULES = ("quickstart", "bench", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vla_parl import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vla-parl",
+        description="Fine-tune OpenVLA with Policy-Agnostic RL (PA-RL) and serve the improved policy.",
+    )
+    parser.add_argument("--version", action="version", version=f"vla-parl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"vla_parl.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"vla_parl.cli.{name}":
+                continue  # sub-command not shipped in this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    from vla_parl.errors import VLAParlError
+
+    try:
+        return int(args.handler(args) or 0)
+    except VLAParlError as exc:
+        print(f"vla-parl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Reading and writing checkpoint directories in the published Hugging Face layout.
+
+A directory holds ``config.json``, ``model.safetensors`` or ``model.safetensors.index.json`` + shards,
+``preprocessor_config.json``, tokenizer files, ``generation_config.json`` and (for fine-tuned models)
+``dataset_statistics.json``. Every file is written to a temporary name and moved into place with
+``os.replace``, so an interrupted save never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+
+from vla_parl.errors import CheckpointError
+from vla_parl.models.openvla.vision import LAYERSCALE_RENAMES
+
+__all__ = ["resolve_checkpoint_dir", "iter_checkpoint_tensors", "save_state_dict", "atomic_write_text",
+           "to_checkpoint_key", "from_checkpoint_key", "parse_size"]
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+_HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model"]
+
+
+def to_checkpoint_key(name: str) -> str:
+    for ours, theirs in LAYERSCALE_RENAMES:
+        if name.endswith(ours):
+            return name[: -len(ours)] + theirs
+    return name
+
+
+def from_checkpoint_key(name: str) -> str:
+    for ours, theirs in LAYERSCALE_RENAMES:
+        if name.endswith(theirs):
+            return name[: -len(theirs)] + ours
+    return name
+
+
+def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike, revision: str | None = None,
+                           local_files_only: bool | None = None) -> Path:
+    """A local checkpoint directory, or a hub id resolved through the local Hugging Face cache/hub."""
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        return path
+    text = str(path_or_hub_id)
+    looks_like_hub_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None
+    if path.exists() or not looks_like_hub_id:
+        hint = " (it is a file; pass the directory that contains config.json)" if path.exists() else ""
+        raise CheckpointError(f"checkpoint directory {text!r} not found{hint}. Pass a local directory holding "
+                              "config.json + *.safetensors, or a Hugging Face hub id such as 'openvla/openvla-7b'")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(text, revision=revision, allow_patterns=_HUB_PATTERNS,
+                                      local_files_only=bool(local_files_only)))
+    except Exception as exc:  # network errors, unknown repo, offline cache miss
+        raise CheckpointError(f"could not fetch {text!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
+                              "Without network access, download the checkpoint elsewhere and pass its local "
+                              "directory, or set HF_HOME to a cache that holds it") from exc
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    index = directory / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise CheckpointError(f"{index} is corrupt or has no 'weight_map' ({exc})") from exc
+        files = [directory / name for name in dict.fromkeys(weight_map.values())]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{index} lists shard(s) {missing} that are not in {directory}; "
+                                  "the download is incomplete")
+        return files
+    single = directory / SINGLE_FILE
+    if single.is_file():
+        return [single]
+    found = sorted(p.name for p in directory.iterdir())
+    raise CheckpointError(f"no {SINGLE_FILE} or {INDEX_FILE} in {directory} (found: {found}); only safetensors "
+                          "checkpoints are supported")
+
+
+def iter_checkpoint_tensors(directory: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (our parameter name, tensor) for every tensor, one shard in memory at a time."""
+    from safetensors import safe_open
+
+    for file in _weight_files(directory):
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                for key in handle.keys():
+                    yield from_checkpoint_key(key), handle.get_tensor(key)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # SafetensorError, OSError on truncated files
+            raise CheckpointError(f"{file} is corrupt or truncated ({type(exc).__name__}: {exc}); "
+                                  "re-download or re-save the checkpoint") from exc
+
+
+def parse_size(size: int | str) -> int:
+    """'5GB', '500MB', '10KB' or a byte count → bytes."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B)\s*", size.upper())
+    if not match:
+        raise ValueError(f"cannot parse size {size!r}; use e.g. '5GB', '500MB' or a number of bytes")
+    return int(float(match.group(1)) * {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}[match.group(2)])
+
+
+def _atomic_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    _atomic_replace(Path(tmp), path)
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], directory: Path, max_shard_size: int | str = "5GB") -> None:
+    """Write safetensors shards (+ index when more than one) with checkpoint key names, atomically."""
+    from safetensors.torch import save_file
+
+    limit = parse_size(max_shard_size)
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in state_dict.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][to_checkpoint_key(name)] = tensor.detach().contiguous().cpu()
+        size += nbytes
+    names = ([SINGLE_FILE] if len(shards) == 1 else
+             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    for name, shard in zip(names, shards):
+        tmp = directory / f".{name}.tmp"
+        save_file(shard, str(tmp), metadata={"format": "pt"})
+        _atomic_replace(tmp, directory / name)
+    stale = [directory / INDEX_FILE] if len(shards) == 1 else [directory / SINGLE_FILE]
+    stale += [p for p in directory.glob("model-*-of-*.safetensors") if p.name not in names]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if len(shards) > 1:
+        total = sum(t.numel() * t.element_size() for shard in shards for t in shard.values())
+        index = {"metadata": {"total_size": total},
+                 "weight_map": {key: name for name, shard in zip(names, shards) for key in shard}}
+        atomic_write_text(directory / INDEX_FILE, json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,140 @@
+"""OpenVLA image preprocessing: PIL image → float32 `[3·n_backbones, S, S]`, stored in preprocessor_config.json.
+
+Per backbone i (timm's eval transform, run through torchvision's functional API on the PIL image):
+Resize → CenterCrop → ToTensor → Normalize(mean_i, std_i), then stack on the channel dim. Strategies:
+
+- ``resize-naive``: resize to exactly (S, S), bicubic (antialiased PIL resize).
+- ``resize-crop``:  resize the shorter side to S, centre-crop S×S.
+- ``letterbox``:    pad to (nearly) square with ``p = int((max(w, h) − side) / 2)`` on both sides, filled
+                    with ``int(255·m)`` of the *last* backbone's mean (the official quirk), then as resize-crop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["ImageTransform", "to_pil_image"]
+
+_INTERPOLATION_CODES = {"nearest": 0, "bilinear": 2, "bicubic": 3}
+
+
+def to_pil_image(image: Any) -> Image.Image:
+    """Accept a PIL image or a uint8 H×W×3 numpy array / torch tensor; return an RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"an image array must be H×W×3 (RGB), got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"an image array must have dtype uint8 (0-255), got {image.dtype}; "
+                             "convert with (img * 255).round().astype(np.uint8) if it is in [0, 1]")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"an image array must not be empty, got shape {image.shape}")
+        return Image.fromarray(np.ascontiguousarray(image))
+    raise TypeError(f"expected a PIL image or a uint8 H×W×3 array, got {type(image).__name__}")
+
+
+@dataclass
+class ImageTransform:
+    """The per-backbone transform parameters of a `PrismaticImageProcessor`."""
+
+    image_resize_strategy: str
+    input_sizes: list[list[int]]  # [[3, S, S], ...] one per backbone
+    means: list[list[float]]
+    stds: list[list[float]]
+    interpolations: list[str]
+
+    @classmethod
+    def build(cls, image_resize_strategy: str, image_sizes: Sequence[int], means: Sequence[Sequence[float]],
+              stds: Sequence[Sequence[float]], interpolation: str = "bicubic") -> "ImageTransform":
+        return cls(image_resize_strategy=image_resize_strategy,
+                   input_sizes=[[3, int(s), int(s)] for s in image_sizes],
+                   means=[list(map(float, m)) for m in means], stds=[list(map(float, s)) for s in stds],
+                   interpolations=[interpolation] * len(image_sizes))
+
+    @property
+    def num_backbones(self) -> int:
+        return len(self.input_sizes)
+
+    @property
+    def letterbox_fill(self) -> tuple[int, ...] | None:
+        if self.image_resize_strategy != "letterbox":
+            return None
+        return tuple(int(255 * m) for m in self.means[-1])
+
+    def _resize_params(self, i: int) -> dict[str, Any]:
+        side = self.input_sizes[i][-1]
+        size: Any = [side, side] if self.image_resize_strategy == "resize-naive" else side
+        return {"size": size, "interpolation": _INTERPOLATION_CODES[self.interpolations[i]], "max_size": None,
+                "antialias": True}
+
+    # ---- transform ------------------------------------------------------------------------------------
+    def __call__(self, image: Any) -> torch.Tensor:
+        """One image (PIL or uint8 H×W×3) → float32 `[3·n_backbones, S, S]`."""
+        import torchvision.transforms.functional as TVF
+        from torchvision.transforms import InterpolationMode
+
+        img = to_pil_image(image)
+        if self.image_resize_strategy == "letterbox":
+            (w, h), max_wh = img.size, max(img.size)
+            pad_w, pad_h = int((max_wh - w) / 2), int((max_wh - h) / 2)
+            img = TVF.pad(img, [pad_w, pad_h, pad_w, pad_h], fill=self.letterbox_fill, padding_mode="constant")
+        tensors = []
+        for i in range(self.num_backbones):
+            params = self._resize_params(i)
+            resized = TVF.resize(img, params["size"], interpolation=InterpolationMode(self.interpolations[i]),
+                                 max_size=None, antialias=True)
+            cropped = TVF.center_crop(resized, self.input_sizes[i][1:])
+            t = TVF.normalize(TVF.to_tensor(cropped), mean=self.means[i], std=self.stds[i])
+            tensors.append(t)
+        return torch.cat(tensors, dim=0)
+
+    def batch(self, images: Sequence[Any]) -> torch.Tensor:
+        """A list of images → float32 `[B, 3·n_backbones, S, S]`."""
+        return torch.stack([self(img) for img in images], dim=0)
+
+    # ---- preprocessor_config.json ---------------------------------------------------------------------
+    def to_preprocessor_config(self) -> dict[str, Any]:
+        n = self.num_backbones
+        return {
+            "image_processor_type": "PrismaticImageProcessor",
+            "processor_class": "PrismaticProcessor",
+            "image_resize_strategy": self.image_resize_strategy,
+            "use_fused_vision_backbone": n == 2,
+            "input_sizes": self.input_sizes,
+            "interpolations": self.interpolations,
+            "means": self.means,
+            "stds": self.stds,
+            "tvf_do_letterbox": self.image_resize_strategy == "letterbox",
+            "tvf_letterbox_fill": list(self.letterbox_fill) if self.letterbox_fill else None,
+            "tvf_resize_params": [self._resize_params(i) for i in range(n)],
+            "tvf_crop_params": [{"output_size": self.input_sizes[i][1:]} for i in range(n)],
+            "tvf_normalize_params": [{"mean": self.means[i], "std": self.stds[i], "inplace": False} for i in range(n)],
+        }
+
+    @classmethod
+    def from_preprocessor_config(cls, data: dict[str, Any], source: str = "preprocessor_config.json") -> "ImageTransform":
+        try:
+            return cls(image_resize_strategy=data["image_resize_strategy"],
+                       input_sizes=[list(map(int, s)) for s in data["input_sizes"]],
+                       means=[list(map(float, m)) for m in data["means"]],
+                       stds=[list(map(float, s)) for s in data["stds"]],
+                       interpolations=list(data.get("interpolations") or ["bicubic"] * len(data["input_sizes"])))
+        except KeyError as exc:
+            from vla_parl.errors import CheckpointError
+
+            raise CheckpointError(f"{source} is missing key {exc.args[0]!r} (needs image_resize_strategy, "
+                                  "input_sizes, means, stds)") from exc
+
+    def save(self, directory: str | Path) -> None:
+        path = Path(directory) / "preprocessor_config.json"
+        path.write_text(json.dumps(self.to_preprocessor_config(), indent=2) + "\n")
