@@ -1,0 +1,47 @@
+"""forward(labels=...) is the official fine-tuning loss, and training on it teaches predict_action."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vla_parl.models import openvla_tiny
+from vla_parl.models.openvla.processor import IGNORE_INDEX
+
+
+def test_loss_equals_cross_entropy_on_action_tokens_and_eos(tiny_vla):
+    tokens = torch.tensor([[31800, 31810, 31820, 31830, 31840, 31850, 31990]])
+    batch = tiny_vla.processor.training_batch([np.zeros((56, 56, 3), np.uint8)], ["open the drawer"], tokens)
+    with torch.no_grad():
+        out = tiny_vla(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels)
+        full = tiny_vla(batch.input_ids, batch.pixel_values, batch.attention_mask).logits
+    assert out.logits.shape == (8, 32064) and out.target_ids.tolist() == tokens[0].tolist() + [2]
+    # reference: shifted CE over the full multimodal logits, ignoring prompt and patch positions
+    patches = full.shape[1] - batch.input_ids.shape[1]
+    labels = torch.cat([batch.labels[:, :1], torch.full((1, patches), IGNORE_INDEX), batch.labels[:, 1:]], dim=1)
+    reference = F.cross_entropy(full[0, :-1], labels[0, 1:], ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=1e-5)
+    assert 0.0 <= out.action_accuracy <= 1.0 and out.action_l1 >= 0.0
+
+
+def test_overfitting_one_example_makes_predict_action_return_it():
+    model = openvla_tiny(image_size=56, seed=1).train()
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    target = np.array([0.5, -0.5, 0.25, 0.0, -0.75, 0.9, 1.0])  # normalised; identity stats except gripper
+    tokens = model.action_tokenizer.encode(torch.from_numpy(target))[None]
+    batch = model.processor.training_batch([image], ["pick up the red block"], tokens)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        out = model(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.05 * losses[0]
+    assert out.action_accuracy == 1.0
+    action = model.predict_action(image, "pick up the red block")
+    expected = model.action_tokenizer.decode(tokens[0].numpy())  # bin centres of the target
+    np.testing.assert_allclose(action, expected, atol=1e-12)
+    assert model.training, "predict_action must restore the training mode"
