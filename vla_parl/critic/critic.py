@@ -1,0 +1,195 @@
+"""`QCritic`: a light Q(s, a) ensemble with Polyak targets, separate from the policy.
+
+Encode once, score many: ``features = critic.encode(obs)`` ([B, F]) then
+``critic.q_values(features, actions)`` for actions [B, N, A] → Q [E, B, N] (E heads). The target
+network is `critic.target` (a `QCritic` of the same shape, eval mode, no gradients), updated with
+``critic.soft_update(tau)``:  θ̄ ← τ θ + (1 − τ) θ̄.
+
+With `value_head=True` the critic also has V(s) (an MLP on the same features) for IQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from vla_parl.critic.encoders import ObservationEncoder
+from vla_parl.critic.ensemble import EnsembleQ
+from vla_parl.critic.objectives.td import min_over_random_subset
+from vla_parl.errors import ConfigError
+from vla_parl.policy._common import read_checkpoint, write_checkpoint
+from vla_parl.policy.base import Observation
+
+__all__ = ["CriticConfig", "CriticOutput", "QCritic", "critic_resnet18", "critic_state"]
+
+
+@dataclass
+class CriticConfig:
+    """Flat critic configuration (one YAML block). Encoder parts are on when their size is > 0."""
+
+    action_dim: int
+    hidden_dims: tuple[int, ...] = (512, 512, 512)
+    num_q_heads: int = 2
+    target_pair_size: int = 2           # target = min over this many randomly chosen target heads
+    value_head: bool = False            # V(s) for IQL
+    # observation encoder
+    image_size: int = 0
+    image_feature_dim: int = 256
+    shift_pad: int = 4
+    vocab_size: int = 0                 # > 0: condition on the instruction
+    instruction_dim: int = 64
+    proprio_dim: int = 0
+    state_dim: int = 0
+    custom_tokenizer: bool = False      # set automatically when a `tokenize` callable is given
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+        if self.action_dim < 1:
+            raise ConfigError(f"action_dim must be >= 1, got {self.action_dim}")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ConfigError(f"hidden_dims must be non-empty positive widths, got {self.hidden_dims}")
+        if self.num_q_heads < 1:
+            raise ConfigError(f"num_q_heads must be >= 1, got {self.num_q_heads}")
+        if not 1 <= self.target_pair_size:
+            raise ConfigError(f"target_pair_size must be >= 1, got {self.target_pair_size}")
+
+
+class CriticOutput(NamedTuple):
+    q: torch.Tensor                 # [E, B, N]
+    v: torch.Tensor | None          # [B] when the critic has a value head
+
+
+class QCritic(nn.Module):
+    """Q-ensemble critic (and optional V) over `Observation`s; normalised actions in [−1, 1]."""
+
+    def __init__(self, config: CriticConfig, *, tokenize: Callable[[list[str]], list[list[int]]] | None = None,
+                 with_target: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.action_dim = config.action_dim
+        self.num_q_heads = config.num_q_heads
+        self.encoder = ObservationEncoder(
+            image_size=config.image_size, image_feature_dim=config.image_feature_dim, shift_pad=config.shift_pad,
+            vocab_size=config.vocab_size, instruction_dim=config.instruction_dim, proprio_dim=config.proprio_dim,
+            state_dim=config.state_dim, tokenize=tokenize, custom_tokenizer=config.custom_tokenizer)
+        config.custom_tokenizer = tokenize is not None
+        self.q_heads = EnsembleQ(self.encoder.output_dim, config.action_dim, config.hidden_dims, config.num_q_heads)
+        self.value = None
+        if config.value_head:
+            layers: list[nn.Module] = []
+            width = self.encoder.output_dim
+            for hidden in config.hidden_dims:
+                layers += [nn.Linear(width, hidden), nn.ReLU()]
+                width = hidden
+            self.value = nn.Sequential(*layers, nn.Linear(width, 1))
+        self.target: QCritic | None = None
+        if with_target:
+            target = QCritic(config, tokenize=tokenize, with_target=False)
+            target.load_state_dict(self.state_dict())
+            target.requires_grad_(False)
+            self.target = target.eval()
+
+    # ---- scoring ------------------------------------------------------------------------------------------
+    def encode(self, obs: Observation) -> torch.Tensor:
+        """State features [B, F] (random-shift augmented in training mode when images are used)."""
+        return self.encoder(obs)
+
+    def q_values(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(s, a) for every head: features [B, F], actions [B, N, A] → [E, B, N]."""
+        return self.q_heads(features, actions)
+
+    def q_mean(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """mean_i Q_i(s, a): [B, N]."""
+        return self.q_values(features, actions).mean(dim=0)
+
+    def q_min(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """min_i Q_i(s, a): [B, N]."""
+        return self.q_values(features, actions).min(dim=0).values
+
+    def v_values(self, features: torch.Tensor) -> torch.Tensor:
+        """V(s) [B] (needs `value_head=True`)."""
+        if self.value is None:
+            raise ConfigError("this critic has no value head; build it with value_head=True (needed for IQL)")
+        return self.value(features).squeeze(-1)
+
+    def forward(self, obs: Observation, actions: torch.Tensor) -> CriticOutput:
+        """One pass for training (so DDP wrappers see it): Q [E, B, N] and V [B] (or None)."""
+        features = self.encode(obs)
+        return CriticOutput(q=self.q_values(features, actions),
+                            v=self.v_values(features) if self.value is not None else None)
+
+    @torch.no_grad()
+    def target_q(self, obs: Observation, actions: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """min_{i ∈ pair} Q̄_i(s, a) with the target network: actions [B, N, A] → [B, N]."""
+        target = self._target()
+        q = target.q_values(target.encode(obs), actions)
+        return min_over_random_subset(q, self.config.target_pair_size, generator)
+
+    # ---- target network -----------------------------------------------------------------------------------
+    def _target(self) -> "QCritic":
+        if self.target is None:
+            raise ConfigError("this QCritic was built with with_target=False (it is itself a target network)")
+        return self.target
+
+    @torch.no_grad()
+    def soft_update(self, tau: float) -> None:
+        """Polyak averaging θ̄ ← τ θ + (1 − τ) θ̄ (τ = 1 copies)."""
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {tau}")
+        target = self._target()
+        for p_target, p in zip(target.parameters(), self.trainable_parameters(), strict=True):
+            p_target.lerp_(p.detach(), tau)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Online parameters only (the target network's are excluded): give these to the optimiser."""
+        return [p for name, p in self.named_parameters() if not name.startswith("target.")]
+
+    def train(self, mode: bool = True) -> "QCritic":
+        super().train(mode)
+        if self.target is not None:
+            self.target.eval()
+        return self
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write config.json + model.safetensors (online and target weights) into directory `path`."""
+        write_checkpoint(path, {"kind": "QCritic", "config": asdict(self.config)}, self)
+
+    @classmethod
+    def load(cls, path: str | Path, *, tokenize: Callable[[list[str]], list[list[int]]] | None = None,
+             map_location: str | torch.device = "cpu") -> "QCritic":
+        """Restore from `save`. A critic saved with a custom `tokenize` needs the same one passed again."""
+        config, state = read_checkpoint(path, "QCritic")
+        critic = cls(CriticConfig(**config["config"]), tokenize=tokenize)
+        critic.load_state_dict(state)
+        return critic.to(map_location)
+
+
+def critic_resnet18(action_dim: int = 7, *, image_size: int = 112, shift_pad: int = 4, image_feature_dim: int = 256,
+                    vocab_size: int = 4096, instruction_dim: int = 64,
+                    tokenize: Callable[[list[str]], list[list[int]]] | None = None, proprio_dim: int = 0,
+                    hidden_dims: tuple[int, ...] = (512, 512, 512), num_q_heads: int = 10,
+                    target_pair_size: int = 2, value_head: bool = False) -> QCritic:
+    """The official PA-RL image critic plus language: ResNet-18 from scratch (random shift, pad 4), MLP
+    512-512-512 with the action in every layer, 10 heads, target = min over 2 random heads. Conditions on
+    the instruction through a hashing tokenizer with `vocab_size` buckets, or through `tokenize` (then
+    `vocab_size` must be that tokenizer's vocabulary size, e.g. 32000 for the OpenVLA/Llama-2 tokenizer).
+    """
+    return QCritic(CriticConfig(action_dim=action_dim, hidden_dims=hidden_dims, num_q_heads=num_q_heads,
+                                target_pair_size=target_pair_size, value_head=value_head, image_size=image_size,
+                                image_feature_dim=image_feature_dim, shift_pad=shift_pad, vocab_size=vocab_size,
+                                instruction_dim=instruction_dim, proprio_dim=proprio_dim),
+                   tokenize=tokenize)
+
+
+def critic_state(state_dim: int, action_dim: int, *, hidden_dims: tuple[int, ...] = (256, 256),
+                 num_q_heads: int = 2, target_pair_size: int = 2, value_head: bool = False) -> QCritic:
+    """A critic on `Observation.state` only (state tasks, toy MDPs, tests)."""
+    return QCritic(CriticConfig(action_dim=action_dim, hidden_dims=hidden_dims, num_q_heads=num_q_heads,
+                                target_pair_size=target_pair_size, value_head=value_head, state_dim=state_dim))

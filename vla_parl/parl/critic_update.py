@@ -1,0 +1,137 @@
+"""`CriticUpdate`: one critic gradient step with CQL, Cal-QL or IQL, PA-RL style.
+
+For CQL / Cal-QL the TD target bootstraps from the *optimized* next action:
+
+    a'*  = action_optimization(s')  (N policy samples → top-k → T ascent steps → argmax)
+    y    = r + γ (1 − d) min_{i∈pair} Q̄_i(s', a'*)
+
+and μ's policy actions at s are the k refined candidates of action_optimization(s); μ's uniform actions
+are `cql_n_actions` draws from U[low, high]^A. IQL needs no policy: Q ← r + γ(1 − d) V(s').
+After each synchronised optimiser step the target moves: θ̄ ← τ θ + (1 − τ) θ̄.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vla_parl.critic.objectives import calql_loss, cql_loss, iql_loss, td_target
+from vla_parl.errors import ConfigError
+from vla_parl.parl._accel import AcceleratorShim
+from vla_parl.parl.action_optimizer import ActionOptimizer
+from vla_parl.parl.batch import TransitionBatch
+from vla_parl.policy.base import Policy
+
+__all__ = ["CriticUpdateConfig", "CriticUpdate"]
+
+_OBJECTIVES = ("cql", "calql", "iql")
+
+
+@dataclass
+class CriticUpdateConfig:
+    objective: str = "calql"          # "cql" | "calql" | "iql"
+    gamma: float = 0.99
+    polyak_tau: float = 0.005         # target update rate τ
+    cql_alpha: float = 0.005          # α: 0.005 state / 0.01 images
+    cql_n_actions: int = 10           # uniform actions per state: 10 state / 4 images
+    num_samples: int = 32             # N policy candidates per state for action optimization
+    expectile: float = 0.7            # IQL τ: 0.7 (V-GPS) or 0.9
+    max_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in _OBJECTIVES:
+            raise ConfigError(f"objective must be one of {_OBJECTIVES}, got {self.objective!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 < self.polyak_tau <= 1.0:
+            raise ConfigError(f"polyak_tau must be in (0, 1], got {self.polyak_tau}")
+        if self.cql_alpha < 0 or self.cql_n_actions < 1 or self.num_samples < 1:
+            raise ConfigError("cql_alpha must be >= 0, and cql_n_actions and num_samples >= 1; got "
+                              f"{self.cql_alpha}, {self.cql_n_actions}, {self.num_samples}")
+        if not 0.0 < self.expectile < 1.0:
+            raise ConfigError(f"expectile must be in (0, 1), got {self.expectile}")
+
+
+class CriticUpdate:
+    """`CriticUpdate(critic, optimizer, policy, ...).step(batch) -> dict[str, float]`.
+
+    critic: a `QCritic` (or its `accelerator.prepare`d wrapper; its forward is used for the loss so DDP
+    syncs gradients). optimizer: over `critic.trainable_parameters()`. policy: any `Policy` (only
+    `sample_actions` is used; may be None for IQL).
+    """
+
+    def __init__(self, critic: Any, optimizer: torch.optim.Optimizer, policy: Policy | None,
+                 action_optimizer: ActionOptimizer | None = None, config: CriticUpdateConfig | None = None,
+                 accelerator: Any | None = None, generator: torch.Generator | None = None) -> None:
+        self.config = config or CriticUpdateConfig()
+        if self.config.objective != "iql" and policy is None:
+            raise ConfigError(f"objective {self.config.objective!r} bootstraps from optimized policy actions: "
+                              "pass a policy (only IQL works without one)")
+        self.accel = AcceleratorShim(accelerator)
+        self.critic = critic
+        self.core = self.accel.unwrap(critic)
+        if self.config.objective == "iql" and getattr(self.core, "value", None) is None:
+            raise ConfigError("IQL needs V(s): build the critic with value_head=True")
+        self.optimizer = optimizer
+        self.policy = policy
+        self.action_optimizer = action_optimizer or ActionOptimizer()
+        self.generator = generator
+
+    def _optimized(self, obs: Any, stats: dict[str, float], prefix: str) -> Any:
+        candidates = self.policy.sample_actions(obs, self.config.num_samples, generator=self.generator)
+        result = self.action_optimizer(self.core, obs, candidates, choice="argmax")
+        stats.update({f"{prefix}{k}": v for k, v in result.stats.items()})
+        return result
+
+    def step(self, batch: TransitionBatch) -> dict[str, float]:
+        cfg = self.config
+        B, A = batch.actions.shape
+        r, d = batch.rewards.float(), batch.dones.float()
+        stats: dict[str, float] = {}
+        self.core.train()
+        with torch.no_grad():
+            if cfg.objective == "iql":
+                q_target = self.core.target_q(batch.obs, batch.actions[:, None], self.generator)[:, 0]
+                v_next = self.core.v_values(self.core.encode(batch.next_obs))
+                actions = batch.actions[:, None]                                        # [B, 1, A]
+            else:
+                next_actions = self._optimized(batch.next_obs, stats, "critic/next_opt/").actions
+                next_q = self.core.target_q(batch.next_obs, next_actions[:, None], self.generator)[:, 0]
+                next_q_value = td_target(r, d, next_q, cfg.gamma)                       # y [B]
+                policy_actions = self._optimized(batch.obs, stats, "critic/policy_opt/").candidates  # [B, k, A]
+                low, high = self.action_optimizer.config.low, self.action_optimizer.config.high
+                draw_device = self.generator.device if self.generator is not None else batch.actions.device
+                random_actions = torch.rand(B, cfg.cql_n_actions, A, generator=self.generator,
+                                            device=draw_device).to(batch.actions)
+                random_actions = low + (high - low) * random_actions                    # [B, n, A]
+                actions = torch.cat([batch.actions[:, None], random_actions, policy_actions.to(batch.actions)], 1)
+        if cfg.objective == "calql" and batch.mc_returns is None:
+            raise ValueError("Cal-QL needs batch.mc_returns (V^μ(s), the Monte-Carlo return-to-go of the data; "
+                             "see vla_parl.critic.mc_return_to_go)")
+        with self.accel.train_context(self.critic):
+            out = self.critic(batch.obs, actions)
+            q = out.q.float()                                                            # [E, B, 1(+n+k)]
+            q_data = q[:, :, 0]
+            if cfg.objective == "iql":
+                result = iql_loss(q_data, q_target, out.v.float(), v_next, r, d, cfg.gamma, cfg.expectile)
+            else:
+                n = cfg.cql_n_actions
+                q_random, q_policy = q[:, :, 1:1 + n], q[:, :, 1 + n:]
+                if cfg.objective == "cql":
+                    result = cql_loss(q_data, next_q_value, q_random, q_policy, cfg.cql_alpha)
+                else:
+                    result = calql_loss(q_data, next_q_value, q_random, q_policy, batch.mc_returns.float(),
+                                        cfg.cql_alpha)
+            self.accel.backward(result.loss)
+            grad_norm = self.accel.clip_grad_norm_(self.core.trainable_parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.accel.sync_gradients:
+            self.core.soft_update(cfg.polyak_tau)
+        stats.update(result.stats())
+        stats["critic/loss"] = float(result.loss.detach())
+        if grad_norm is not None:
+            stats["critic/grad_norm"] = grad_norm
+        return stats
