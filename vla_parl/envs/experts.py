@@ -1,0 +1,204 @@
+"""Scripted experts for the tabletop tasks, with a noise knob, and episode collection.
+
+An expert reads privileged state from the env's `info` (block poses, TCP position, target block, push
+direction) and returns an OpenVLA-convention action in [-1, 1]^7 (gripper 1 = open, 0 = closed).
+
+Noise: with `noise = s`, each action gets Gaussian noise of std `s * action_std` on the six motion
+dims, and at every step a "mistake" starts with probability `s * mistake_prob`: for `mistake_len`
+steps the expert outputs one random action (random motion, random gripper). `s = 0` is the clean
+expert (>= 90% success); `s = 1` (the default) is calibrated to roughly 30-60% success per task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from vla_parl.envs.tabletop import TASKS, _check_choice
+
+__all__ = ["ExpertNoise", "ScriptedExpert", "DEFAULT_NOISE", "make_expert", "collect_episodes"]
+
+DEFAULT_NOISE = 1.0
+
+
+@dataclass(frozen=True)
+class ExpertNoise:
+    """Per-task noise levels at `noise = 1` (they scale linearly with `noise`)."""
+
+    action_std: float
+    mistake_prob: float
+    mistake_len: int
+
+
+# Calibrated on seeds 0..199 (docs/envs.md) so that noise = 1 gives ~30-60 % success.
+_NOISE_AT_ONE = {
+    "reach": ExpertNoise(action_std=0.5, mistake_prob=0.13, mistake_len=6),
+    "push": ExpertNoise(action_std=0.3, mistake_prob=0.09, mistake_len=6),
+    "lift": ExpertNoise(action_std=0.3, mistake_prob=0.08, mistake_len=6),
+}
+
+_HOVER = 0.08  # TCP height for moving above blocks (finger tips clear a block by ~2 cm)
+_PUSH_BACKOFF = 0.058  # TCP distance behind the block's centre before pushing
+_GRASP_TOL = 0.008
+_CLOSE_STEPS = 3
+
+
+class ScriptedExpert:
+    """A state-machine expert for one task. Call `reset(seed)` at the start of every episode.
+
+    Args:
+        task: one of `TASKS`.
+        noise: noise scale s >= 0 (0 = clean; `DEFAULT_NOISE` = 1 calibrated to ~30-60 % success).
+        levels: the per-task noise at s = 1 (defaults to the calibrated table).
+    """
+
+    def __init__(self, task: str, noise: float = DEFAULT_NOISE, levels: ExpertNoise | None = None) -> None:
+        _check_choice("task", task, TASKS)
+        if not (noise >= 0 and np.isfinite(noise)):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        self.task = task
+        self.noise = float(noise)
+        self.levels = levels or _NOISE_AT_ONE[task]
+        self._rng = np.random.default_rng(0)
+        self._phase = "approach"
+        self._closing = 0
+        self._mistake_left = 0
+        self._mistake = np.zeros(7)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._phase = "approach"
+        self._closing = 0
+        self._mistake_left = 0
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        """Action [7] float32 for the current step (`obs` is unused: the expert is privileged)."""
+        if info.get("task") != self.task:
+            raise ValueError(f"this expert is for task {self.task!r}, the env runs {info.get('task')!r}")
+        action = getattr(self, f"_{self.task}")(info)
+        return self._perturb(action).astype(np.float32)
+
+    __call__ = act
+
+    # ------------------------------------------------------------------ noise
+    def _perturb(self, action: np.ndarray) -> np.ndarray:
+        s = self.noise
+        if s == 0:
+            return action
+        if self._mistake_left == 0 and self._rng.random() < s * self.levels.mistake_prob:
+            self._mistake_left = self.levels.mistake_len
+            self._mistake = np.append(self._rng.uniform(-1, 1, 6), float(self._rng.random() < 0.5))
+        if self._mistake_left > 0:
+            self._mistake_left -= 1
+            return self._mistake.copy()
+        noisy = action.copy()
+        noisy[:6] += self._rng.normal(0.0, s * self.levels.action_std, 6)
+        return np.clip(noisy, -1.0, 1.0)
+
+    # ------------------------------------------------------------------ tasks
+    @staticmethod
+    def _move(info: dict[str, Any], goal: np.ndarray, gripper: float) -> np.ndarray:
+        delta = (np.asarray(goal) - info["tcp_pos"]) / info["max_step"]
+        return np.concatenate([np.clip(delta, -1.0, 1.0), np.zeros(3), [gripper]])
+
+    def _reach(self, info: dict[str, Any]) -> np.ndarray:
+        block = info["block_poses"][info["target_block"]][:3]
+        tcp = info["tcp_pos"]
+        if np.linalg.norm(tcp[:2] - block[:2]) > 0.015:  # stay high until above the block
+            return self._move(info, np.array([block[0], block[1], max(_HOVER, tcp[2])]), 1.0)
+        return self._move(info, block, 1.0)
+
+    def _lift(self, info: dict[str, Any]) -> np.ndarray:
+        block = info["block_poses"][info["target_block"]][:3]
+        tcp = info["tcp_pos"]
+        xy_err = np.linalg.norm(tcp[:2] - block[:2])
+        if self._phase in ("close", "lift") and (xy_err > 0.02 or tcp[2] - block[2] > 0.02):
+            self._phase = "approach"  # the block slipped or was never held: open and start over
+        if self._phase == "approach":
+            if xy_err > 0.012:
+                return self._move(info, np.array([block[0], block[1], max(_HOVER, tcp[2])]), 1.0)
+            if info["gripper_opening"] < 0.9:  # wait for the fingers to open fully
+                return self._move(info, np.array([block[0], block[1], tcp[2]]), 1.0)
+            if abs(tcp[2] - block[2]) > _GRASP_TOL:
+                return self._move(info, block, 1.0)
+            self._phase, self._closing = "close", 0
+        if self._phase == "close":
+            self._closing += 1
+            if self._closing < _CLOSE_STEPS:
+                return self._move(info, block, 0.0)
+            self._phase = "lift"
+        return self._move(info, np.array([block[0], block[1], 0.16]), 0.0)
+
+    def _push(self, info: dict[str, Any]) -> np.ndarray:
+        block = info["block_poses"][info["target_block"]][:3]
+        tcp = info["tcp_pos"]
+        d = np.append(info["push_direction"], 0.0)
+        behind = block - d * _PUSH_BACKOFF
+        behind[2] = block[2]
+        along = (tcp - block) @ d
+        lateral = tcp[:2] - block[:2] - along * d[:2]
+        if self._phase == "approach":
+            if np.linalg.norm(tcp[:2] - behind[:2]) > 0.012:
+                return self._move(info, np.array([behind[0], behind[1], max(_HOVER, tcp[2])]), 0.0)
+            if abs(tcp[2] - behind[2]) > 0.01:
+                return self._move(info, behind, 0.0)
+            self._phase = "push"
+        if along > -0.02 or np.linalg.norm(lateral) > 0.025:  # lost contact geometry: back off and redo
+            self._phase = "approach"
+            return self._move(info, np.array([tcp[0], tcp[1], _HOVER]), 0.0)
+        goal = block + d * 0.05
+        goal[2] = block[2]
+        goal[:2] -= 0.5 * lateral  # steer back onto the block's line
+        return self._move(info, goal, 0.0)
+
+
+def make_expert(task: str, noise: float = DEFAULT_NOISE) -> ScriptedExpert:
+    """The scripted expert for `task` at noise scale `noise` (0 = clean)."""
+    return ScriptedExpert(task, noise=noise)
+
+
+def collect_episodes(env: gym.Env, expert: ScriptedExpert, num_episodes: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Roll out `expert` in `env` for `num_episodes` episodes (episode i uses seed `seed + i`).
+
+    Each episode is a dict of numpy arrays over its T steps (step t = observation o_t, the action a_t
+    taken from it, the reward r_t received for it):
+        image uint8 [T, H, W, 3], proprio float32 [T, P], action float32 [T, 7], reward float32 [T],
+        is_first / is_last / is_terminal bool [T] (is_terminal only on a successful last step),
+        final_image uint8 [H, W, 3], final_proprio float32 [P] (o_T, the observation after the last action),
+        instruction str, success bool.
+    """
+    if num_episodes < 0:
+        raise ValueError(f"num_episodes must be >= 0, got {num_episodes}")
+    episodes = []
+    for i in range(num_episodes):
+        obs, info = env.reset(seed=seed + i)
+        expert.reset(seed=10_000_019 * (seed + i) + 7)
+        images, proprios, actions, rewards = [], [], [], []
+        terminated = truncated = False
+        while not (terminated or truncated):
+            action = expert.act(obs, info)
+            images.append(obs["image"])
+            proprios.append(obs["proprio"])
+            actions.append(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            rewards.append(reward)
+        T = len(actions)
+        is_last = np.zeros(T, dtype=bool)
+        is_last[-1] = True
+        episodes.append({
+            "image": np.stack(images).astype(np.uint8),
+            "proprio": np.stack(proprios).astype(np.float32),
+            "action": np.stack(actions).astype(np.float32),
+            "reward": np.asarray(rewards, dtype=np.float32),
+            "is_first": np.arange(T) == 0,
+            "is_last": is_last,
+            "is_terminal": is_last & bool(terminated),
+            "final_image": obs["image"],
+            "final_proprio": obs["proprio"],
+            "instruction": obs["instruction"],
+            "success": bool(info["success"]),
+        })
+    return episodes
