@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import torch
-
 from vla_parl.bench.models import add_model_arguments, build_benchmark_model, sample_images
-from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
 
 __all__ = ["add_arguments", "run", "format_table"]
 
@@ -24,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
     model, device = build_benchmark_model(args)
     unnorm_key = sorted(model.norm_stats)[0]
     action_dim = model.get_action_dim(unnorm_key)

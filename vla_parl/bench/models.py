@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
-from vla_parl.bench.timing import resolve_device, resolve_dtype
-
 __all__ = ["add_model_arguments", "build_benchmark_model", "sample_images"]
 
 
@@ -24,6 +19,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_benchmark_model(args: argparse.Namespace):
+    import torch
+
+    from vla_parl.bench.timing import resolve_device, resolve_dtype
     from vla_parl.models import OpenVLA, openvla_7b, openvla_tiny
 
     device = resolve_device(args.device)
@@ -38,6 +36,8 @@ def build_benchmark_model(args: argparse.Namespace):
     return model.to(device=device, dtype=dtype).eval(), device
 
 
-def sample_images(n: int, seed: int = 0, size: int = 256) -> list[np.ndarray]:
+def sample_images(n: int, seed: int = 0, size: int = 256) -> list:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]

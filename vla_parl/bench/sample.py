@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import torch
-
 from vla_parl.bench.models import add_model_arguments, build_benchmark_model, sample_images
-from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
 
 __all__ = ["add_arguments", "run", "format_table"]
 
@@ -33,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
     from vla_parl.critic import critic_resnet18
     from vla_parl.parl.action_optimizer import ActionOptimizer
     from vla_parl.policy.base import Observation
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # critic re-ranking + local steps on the N = 32 candidates
     critic = critic_resnet18(action_dim=7).to(device).eval()
     optimizer = ActionOptimizer(top_k=args.top_k, num_steps=args.refine_steps)
-    obs = Observation(images=torch.from_numpy(__import__("numpy").stack(images)).to(device), instructions=instructions)
+    obs = Observation(images=torch.from_numpy(np.stack(images)).to(device), instructions=instructions)
     candidates = model.action_tokenizer.decode(policy.sample_tokens(pixel_values, prompts, 32, generator=gen)[0])
     refine = timed(lambda: optimizer(critic, obs, candidates))
     by_n = {r["num_samples"]: r for r in rows}

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from vla_parl.data.rewards import done_masks, mc_returns, n_step_returns, sparse_rewards, success_labels
+from vla_parl.errors import ConfigError
+
+
+def test_sparse_rewards():
+    s = success_labels(4, True)
+    np.testing.assert_array_equal(sparse_rewards(s), [-1, -1, -1, 0])
+    np.testing.assert_array_equal(sparse_rewards(s, bias=0.0), [0, 0, 0, 1])
+    np.testing.assert_array_equal(sparse_rewards(success_labels(3, False)), [-1, -1, -1])
+    np.testing.assert_array_equal(success_labels(4, True, num_success_steps=2), [0, 0, 1, 1])
+
+
+def test_mc_returns_successful_hand_computed():
+    # r = [-1, -1, 0], gamma = 0.5, terminal:
+    # G2 = 0; G1 = -1 + 0.5*0 = -1; G0 = -1 + 0.5*(-1) = -1.5
+    np.testing.assert_allclose(mc_returns([-1, -1, 0], 0.5, terminal=True), [-1.5, -1.0, 0.0])
+
+
+def test_mc_returns_failed_hand_computed():
+    # never successful, r = -1 each step, gamma = 0.5: the tail repeats -1 forever,
+    # G_T = -1/(1-0.5) = -2, so every G_t = -1 + 0.5*(-2) = -2 = -1/(1-gamma)
+    np.testing.assert_allclose(mc_returns([-1, -1, -1], 0.5, terminal=False), [-2, -2, -2])
+    # truncated sum instead: G2 = -1; G1 = -1.5; G0 = -1.75
+    np.testing.assert_allclose(mc_returns([-1, -1, -1], 0.5, terminal=False, failure_tail="zero"),
+                               [-1.75, -1.5, -1.0])
+    # gamma 0.99: -100 everywhere
+    np.testing.assert_allclose(mc_returns(-np.ones(50), 0.99, terminal=False), -100.0, rtol=1e-5)
+    with pytest.raises(ConfigError, match="gamma"):
+        mc_returns([0.0], 1.0, terminal=True)
+
+
+def test_done_masks_and_n_step():
+    np.testing.assert_array_equal(done_masks([False, False, True]), [1, 1, 0])
+    # r = [1, 2, 3], terminal at the end, gamma 0.5, n = 2:
+    # t0: 1 + 0.5*2 = 2, discount 0.25, next 2; t1: 2 + 0.5*3 = 3.5 done; t2: 3 done (m = 1)
+    R, disc, done, nxt, valid = n_step_returns([1, 2, 3], [0, 0, 1], 0.5, 2, has_final_obs=False)
+    np.testing.assert_array_equal(nxt, [2, 3, 3])
+    np.testing.assert_allclose(R, [2, 3.5, 3])
+    np.testing.assert_allclose(disc, [0.25, 0.25, 0.5])
+    np.testing.assert_array_equal(done, [False, True, True])
+    assert valid.all()
+    # not terminal, no final obs: the last n starts have no stored next observation
+    _, _, done, _, valid = n_step_returns([1, 2, 3], [0, 0, 0], 0.5, 2, has_final_obs=False)
+    np.testing.assert_array_equal(valid, [True, False, False])
+    assert not done.any()
