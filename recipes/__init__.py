@@ -1,0 +1,1 @@
+"""Training recipes (torchtune-style: one file per recipe). Installed as `vla_parl.recipes`."""
