@@ -45,3 +45,14 @@ def test_bench_inference_json(tmp_path):
     assert [r["batch_size"] for r in data["rows"]] == [1, 4]
     assert all(r["actions_per_s"] > 0 and r["peak_memory_mb"] > 0 for r in data["rows"])
     assert data["rows"][0]["batch_speedup"] == 1.0
+
+
+def test_bench_sample_json(tmp_path):
+    out = tmp_path / "sample.json"
+    result = _cli("bench", "sample", "--image-size", "56", "--num-samples", "1", "32", "--repeats", "1",
+                  "--refine-steps", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert {"ratio_n32_vs_greedy", "speedup_n32_vs_naive", "refine_overhead_n32"} <= data.keys()
+    assert [r["num_samples"] for r in data["rows"]] == [1, 32]
+    assert data["speedup_n32_vs_naive"] > 1.0  # one prefill instead of 32, measured side by side

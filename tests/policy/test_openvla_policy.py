@@ -8,7 +8,7 @@ import torch
 
 from vla_parl.models import OpenVLA
 from vla_parl.policy.base import Observation, Policy
-from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings, filter_logits
+from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings, draw_tokens, filter_logits
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,16 @@ def test_save_and_load_adapter(tmp_path):
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     restored = OpenVLAPolicy.load(tmp_path, base=openvla_tiny(image_size=56))
     assert restored.trainable_parameters() and all(p.requires_grad for p in restored.trainable_parameters())
+
+
+def test_gumbel_max_draws_match_softmax_probabilities():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]]).repeat(40_000, 1)
+    ids, log_p = draw_tokens(logits, sample=True, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(ids, minlength=5).float() / len(ids)
+    probs = logits[0].softmax(-1)
+    # binomial std of a frequency is sqrt(p(1-p)/n) <= 0.0025 here; allow 4 sigma
+    assert (freq - probs).abs().max() < 0.01
+    assert freq[4] == 0  # masked tokens are never drawn
+    torch.testing.assert_close(log_p, probs.log()[ids])
+    greedy, _ = draw_tokens(logits[:2], sample=False)
+    assert greedy.tolist() == [0, 0]

@@ -15,6 +15,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
     parser.add_argument("--image-size", type=int, default=224, help="input image size of the tiny model")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice; 1 gives stable figures on a shared CPU)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the result as JSON here")
 
 
@@ -24,6 +26,8 @@ def build_benchmark_model(args: argparse.Namespace):
     from vla_parl.bench.timing import resolve_device, resolve_dtype
     from vla_parl.models import OpenVLA, openvla_7b, openvla_tiny
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     if args.model == "tiny":

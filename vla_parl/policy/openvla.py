@@ -7,6 +7,8 @@ The official PA-RL code instead ran one `generate()` per candidate (N prefills).
 
 Per decoding step t the next token is drawn from softmax(z_t / T) after optional restriction to the
 256 action tokens (default on), top-k and top-p filtering; T = 0 means argmax (greedy decoding).
+Draws use the Gumbel-max trick, argmax_i (z_i / T + g_i) with g_i ~ Gumbel(0, 1), an exact sample of
+that categorical; with the restriction on, the LM head is evaluated on the 256 action rows only.
 `log_probs` are Σ_t log p(token_t) under that sampling distribution.
 
 Distillation (`supervised_loss`) re-tokenizes target actions into the 256 bins and applies the official
@@ -25,7 +27,7 @@ import torch
 from vla_parl.models.openvla.modeling import OpenVLA
 from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
 
-__all__ = ["OpenVLAPolicy", "SamplingSettings", "filter_logits"]
+__all__ = ["OpenVLAPolicy", "SamplingSettings", "draw_tokens", "filter_logits"]
 
 
 @dataclass
@@ -44,10 +46,14 @@ class SamplingSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def filter_logits(logits: torch.Tensor, settings: SamplingSettings, token_range: tuple[int, int]) -> torch.Tensor:
-    """Apply action-token restriction, temperature, top-k and top-p to logits [R, V] (float32)."""
+def filter_logits(logits: torch.Tensor, settings: SamplingSettings, token_range: tuple[int, int] | None) -> torch.Tensor:
+    """Apply action-token restriction, temperature, top-k and top-p to logits [R, V] (float32).
+
+    `token_range` masks everything outside [start, end) when restriction is on; pass None when the logits
+    already cover the action tokens only.
+    """
     out = logits.float()
-    if settings.restrict_to_action_tokens:
+    if settings.restrict_to_action_tokens and token_range is not None:
         start, end = token_range
         masked = torch.full_like(out, float("-inf"))
         masked[:, start:end] = out[:, start:end]
@@ -64,6 +70,19 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings, token_range:
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         out = out.masked_fill(drop, float("-inf"))
     return out
+
+
+def draw_tokens(logits: torch.Tensor, sample: bool, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row of filtered logits [R, V]: argmax (sample=False) or an exact categorical draw
+    by Gumbel-max, argmax_i (z_i + g_i), g_i = −log(−log u_i), u_i ~ U(0, 1). Returns (ids [R], log p [R])."""
+    if sample:
+        gen_device = generator.device if generator is not None else logits.device
+        uniform = torch.rand(logits.shape, generator=generator, device=gen_device).to(logits.device)
+        choice = (logits - torch.log(-torch.log(uniform.clamp_(min=1e-20)))).argmax(dim=-1)
+    else:
+        choice = logits.argmax(dim=-1)
+    return choice, logits.log_softmax(dim=-1).gather(-1, choice[:, None]).squeeze(-1)
 
 
 class OpenVLAPolicy:
@@ -96,22 +115,20 @@ class OpenVLAPolicy:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         batch = pixel_values.shape[0]
+        action_range = (self.model.action_tokenizer.token_start, self.model.action_tokenizer.token_end)
+        logits_slice = action_range if settings.restrict_to_action_tokens else None
+        offset = action_range[0] if logits_slice else 0
         if share_prefix:
-            state = self.model.prefill(pixel_values, prompt_ids).repeat_interleave(num_samples)
+            state = self.model.prefill(pixel_values, prompt_ids, logits_slice).repeat_interleave(num_samples)
         else:
             state = self.model.prefill(pixel_values.repeat_interleave(num_samples, dim=0),
-                                       [p for p in prompt_ids for _ in range(num_samples)])
-        token_range = (self.model.action_tokenizer.token_start, self.model.action_tokenizer.token_end)
+                                       [p for p in prompt_ids for _ in range(num_samples)], logits_slice)
         tokens, log_probs = [], torch.zeros(batch * num_samples, device=pixel_values.device)
         for step in range(self.action_dim):
-            logits = filter_logits(state.last_logits, settings, token_range)
-            if settings.temperature == 0:
-                next_ids = logits.argmax(dim=-1)
-            else:
-                probs = logits.softmax(dim=-1)
-                gen_device = generator.device if generator is not None else probs.device
-                next_ids = torch.multinomial(probs.to(gen_device), 1, generator=generator).squeeze(-1).to(probs.device)
-            log_probs += logits.log_softmax(dim=-1).gather(-1, next_ids[:, None]).squeeze(-1)
+            choice, log_prob = draw_tokens(filter_logits(state.last_logits, settings, None), settings.temperature > 0,
+                                           generator)
+            log_probs += log_prob
+            next_ids = choice + offset
             tokens.append(next_ids)
             if step + 1 < self.action_dim:
                 state = self.model.decode_step(state, next_ids)

@@ -94,9 +94,12 @@ class ImageTransform:
             resized = TVF.resize(img, params["size"], interpolation=InterpolationMode(self.interpolations[i]),
                                  max_size=None, antialias=True)
             cropped = TVF.center_crop(resized, self.input_sizes[i][1:])
-            t = TVF.normalize(TVF.to_tensor(cropped), mean=self.means[i], std=self.stds[i])
-            tensors.append(t)
-        return torch.cat(tensors, dim=0)
+            # ToTensor + Normalize in float32 numpy: the same IEEE operations (x / 255, then (x − m) / s)
+            # without dispatching small multi-threaded torch kernels per image
+            x = np.asarray(cropped, dtype=np.float32) / np.float32(255.0)
+            x = (x - np.asarray(self.means[i], dtype=np.float32)) / np.asarray(self.stds[i], dtype=np.float32)
+            tensors.append(x.transpose(2, 0, 1))
+        return torch.from_numpy(np.ascontiguousarray(np.concatenate(tensors, axis=0)))
 
     def batch(self, images: Sequence[Any]) -> torch.Tensor:
         """A list of images → float32 `[B, 3·n_backbones, S, S]`."""

@@ -74,19 +74,22 @@ class PrefixState:
     """KV cache after prefilling image + prompt, ready for token-by-token decoding.
 
     cache: transformers Cache; attention_mask: [B, T] (0 on left padding); next_position: [B, 1];
-    last_logits: [B, V] float32 logits for the first generated token.
+    last_logits: [B, V] float32 next-token logits — or [B, end − start] when `logits_slice` restricts the
+    LM head to token ids [start, end) (e.g. the 256 action tokens: 125× less LM-head work per step).
     """
 
     cache: Any
     attention_mask: torch.Tensor
     next_position: torch.Tensor
     last_logits: torch.Tensor
+    logits_slice: tuple[int, int] | None = None  # last_logits cover token ids [start, end) only
 
     def repeat_interleave(self, n: int) -> "PrefixState":
         """Share this prefix with n continuations per row: [B] → [B·n]. The prefix is not recomputed."""
         self.cache.batch_repeat_interleave(n)
         return PrefixState(self.cache, self.attention_mask.repeat_interleave(n, dim=0),
-                           self.next_position.repeat_interleave(n, dim=0), self.last_logits.repeat_interleave(n, dim=0))
+                           self.next_position.repeat_interleave(n, dim=0), self.last_logits.repeat_interleave(n, dim=0),
+                           self.logits_slice)
 
 
 class OpenVLA(nn.Module):
@@ -191,7 +194,16 @@ class OpenVLA(nn.Module):
         processor = self._require_processor()
         return processor.pixel_values(images), processor.batch_prompt_ids(instructions)
 
-    def prefill(self, pixel_values: torch.Tensor, prompt_ids: Sequence[Sequence[int]]) -> PrefixState:
+    def _next_token_logits(self, hidden: torch.Tensor, logits_slice: tuple[int, int] | None) -> torch.Tensor:
+        """LM head on the last hidden state [B, D] → float32 logits over all ids or over ids [start, end)."""
+        weight = self.language_model.lm_head.weight
+        if logits_slice is None or type(weight.data) is not torch.Tensor:  # sharded (DTensor) heads: full logits
+            logits = self.language_model.lm_head(hidden).float()
+            return logits if logits_slice is None else logits[:, logits_slice[0]: logits_slice[1]]
+        return F.linear(hidden, weight[logits_slice[0]: logits_slice[1]]).float()
+
+    def prefill(self, pixel_values: torch.Tensor, prompt_ids: Sequence[Sequence[int]],
+                logits_slice: tuple[int, int] | None = None) -> PrefixState:
         """Encode images + prompts once, left-padded, and return the KV cache and first-token logits."""
         if pixel_values.shape[0] != len(prompt_ids):
             raise ValueError(f"{pixel_values.shape[0]} images but {len(prompt_ids)} prompts")
@@ -214,16 +226,16 @@ class OpenVLA(nn.Module):
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         out = self.language_model.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                                         use_cache=True)
-        logits = self.language_model.lm_head(out.last_hidden_state[:, -1]).float()
-        return PrefixState(out.past_key_values, attention_mask, position_ids[:, -1:] + 1, logits)
+        logits = self._next_token_logits(out.last_hidden_state[:, -1], logits_slice)
+        return PrefixState(out.past_key_values, attention_mask, position_ids[:, -1:] + 1, logits, logits_slice)
 
     def decode_step(self, state: PrefixState, token_ids: torch.Tensor) -> PrefixState:
         """Feed one token per row [B] and return the state with the next-token logits."""
         mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((token_ids.shape[0], 1))], dim=1)
         out = self.language_model.model(input_ids=token_ids[:, None], attention_mask=mask,
                                         position_ids=state.next_position, past_key_values=state.cache, use_cache=True)
-        logits = self.language_model.lm_head(out.last_hidden_state[:, -1]).float()
-        return PrefixState(out.past_key_values, mask, state.next_position + 1, logits)
+        logits = self._next_token_logits(out.last_hidden_state[:, -1], state.logits_slice)
+        return PrefixState(out.past_key_values, mask, state.next_position + 1, logits, state.logits_slice)
 
     @torch.inference_mode()
     def generate_action_tokens(self, pixel_values: torch.Tensor, prompt_ids: Sequence[Sequence[int]],

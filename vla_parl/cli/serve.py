@@ -1,0 +1,118 @@
+"""`vla-parl serve`: serve an OpenVLA checkpoint (and optionally a PA-RL critic) over HTTP.
+
+    vla-parl serve --checkpoint runs/parl/model [--critic runs/parl/critic] [--port 8000]
+
+Binds 127.0.0.1 unless `--host` says otherwise. The API key may come from `--api-key`, `--api-key-file`
+or the VLA_PARL_API_KEY environment variable (the last two keep it out of the process list).
+Also runnable as `python -m vla_parl.cli.serve ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["register", "main"]
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a checkpoint over HTTP (OpenVLA-compatible /act plus a typed /v1 API)",
+        description="Serve an OpenVLA checkpoint with dynamic batching; with --critic, also PA-RL refined actions. "
+                    "See docs/serving.md.")
+    _add_arguments(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="OpenVLA checkpoint directory (or hub id)")
+    parser.add_argument("--critic", default=None, help="QCritic directory (QCritic.save) enabling mode=refined")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None, help="require this key (X-API-Key or Authorization: Bearer)")
+    parser.add_argument("--api-key-file", default=None, help="read the API key from this file")
+    parser.add_argument("--max-batch-size", type=_positive_int, default=16, help="rows per batched model call "
+                        "(1 disables dynamic batching)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    parser.add_argument("--max-queue-size", type=_positive_int, default=1024, help="waiting requests before 503")
+    parser.add_argument("--max-request-bytes", type=_positive_int, default=16 * 1024 * 1024)
+    parser.add_argument("--max-image-pixels", type=_positive_int, default=4096 * 4096)
+    parser.add_argument("--max-batch-items", type=_positive_int, default=64, help="rows in one /v1/act/batch call")
+    parser.add_argument("--max-num-samples", type=_positive_int, default=64)
+    parser.add_argument("--step-size", type=float, default=3e-4, help="refined mode: gradient-ascent step size")
+    parser.add_argument("--device", default=None, help="e.g. cuda:0 (default: cpu)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    from vla_parl.errors import ConfigError
+
+    if args.api_key and args.api_key_file:
+        raise ConfigError("pass --api-key or --api-key-file, not both")
+    if args.api_key_file:
+        try:
+            key = open(args.api_key_file, encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --api-key-file {args.api_key_file}: {exc}") from exc
+        if not key:
+            raise ConfigError(f"--api-key-file {args.api_key_file} is empty")
+        return key
+    return args.api_key or os.environ.get("VLA_PARL_API_KEY") or None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vla_parl.errors import MissingExtraError
+
+    try:
+        import uvicorn
+
+        from serving.app import ServerConfig, create_app
+        from serving.engine import PolicyEngine
+    except ImportError as exc:
+        raise MissingExtraError.for_package((exc.name or "fastapi").split(".")[0], "serve",
+                                            "vla-parl serve") from exc
+    api_key = _api_key(args)
+    config = ServerConfig(host=args.host, port=args.port, api_key=api_key, max_batch_size=args.max_batch_size,
+                          max_wait_ms=args.max_wait_ms, max_queue_size=args.max_queue_size,
+                          max_request_bytes=args.max_request_bytes, max_image_pixels=args.max_image_pixels,
+                          max_batch_items=args.max_batch_items, max_num_samples=args.max_num_samples)
+    if args.host not in _LOOPBACK and api_key is None:
+        print(f"vla-parl serve: warning: binding {args.host} without an API key — anyone who can reach this "
+              "port can drive the robot policy; set --api-key-file or VLA_PARL_API_KEY", file=sys.stderr)
+    engine = PolicyEngine.load(args.checkpoint, args.critic, device=args.device, dtype=args.dtype,
+                               step_size=args.step_size)
+    print(f"vla-parl serve: {args.checkpoint} (unnorm keys: {', '.join(engine.unnorm_keys)}; critic: "
+          f"{args.critic or 'none'}) on http://{args.host}:{args.port}  batching: max {args.max_batch_size} rows, "
+          f"{args.max_wait_ms} ms; API key {'required' if api_key else 'off'}", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(engine, config), host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.log_level == "debug")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (`python -m vla_parl.cli.serve`), same flags as `vla-parl serve`."""
+    from vla_parl.errors import VLAParlError
+
+    parser = argparse.ArgumentParser(prog="vla-parl serve", description=__doc__.splitlines()[0])
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except VLAParlError as exc:
+        print(f"vla-parl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

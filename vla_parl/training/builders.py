@@ -1,0 +1,160 @@
+"""What several recipes build the same way: the policy model, the critic, the accelerator, the candidate cache.
+
+All take the typed config sections of `vla_parl.recipes._configs` (flat arguments, no magic).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_parl.errors import ConfigError
+from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
+
+__all__ = ["make_accelerator", "build_model", "build_critic", "CandidateCache", "rng_state", "set_rng_state",
+           "trim_metrics"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def make_accelerator(run: Any, grad_accum: int = 1) -> Any:
+    from accelerate import Accelerator
+
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=run.mixed_precision)
+
+
+def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | None = None,
+                device: Any = "cpu") -> Any:
+    """`source` (a checkpoint dir/hub id) if given, else `model.name`: tiny | openvla_7b | dir | hub id.
+
+    `norm_stats` ({key: statistics}) are merged into the model's, so serving un-normalises correctly.
+    """
+    from vla_parl.data import merge_norm_stats
+    from vla_parl.models import OpenVLA, openvla_tiny
+
+    name = source or model.name
+    if name == "tiny":
+        built = openvla_tiny(image_size=model.image_size, seed=model.seed, norm_stats=norm_stats)
+    else:
+        hub_id = "openvla/openvla-7b" if name == "openvla_7b" else name
+        built = OpenVLA.from_pretrained(hub_id, torch_dtype=_DTYPES[model.dtype], device=device,
+                                        load_in_4bit=model.load_in_4bit)
+        if norm_stats:
+            built.config.norm_stats = merge_norm_stats(built.norm_stats, norm_stats)
+    if model.gradient_checkpointing:
+        built.enable_gradient_checkpointing()
+    return built
+
+
+def build_critic(section: Any, tokenizer: Any, *, action_dim: int, proprio_dim: int, state_dim: int) -> Any:
+    """A `QCritic` from a `CriticSection` (or loaded from `section.checkpoint`)."""
+    from vla_parl.critic import QCritic
+    from vla_parl.critic.critic import CriticConfig
+
+    def tokenize(texts: list[str]) -> list[list[int]]:
+        return tokenizer.encode_batch(texts)
+
+    if section.checkpoint:
+        return QCritic.load(section.checkpoint, tokenize=tokenize if section.instruction else None)
+    if not (section.image_size or section.instruction or section.proprio or section.privileged_state):
+        raise ConfigError("the critic reads nothing: enable one of critic.image_size, critic.instruction, "
+                          "critic.proprio, critic.privileged_state")
+    config = CriticConfig(action_dim=action_dim, hidden_dims=tuple(section.hidden_dims),
+                          num_q_heads=section.num_q_heads, image_size=section.image_size,
+                          image_feature_dim=section.image_feature_dim,
+                          vocab_size=tokenizer.vocab_size if section.instruction else 0,
+                          instruction_dim=section.instruction_dim, proprio_dim=proprio_dim if section.proprio else 0,
+                          state_dim=state_dim if section.privileged_state else 0)
+    return QCritic(config, tokenize=tokenize if section.instruction else None)
+
+
+class CandidateCache:
+    """A `Policy` whose `sample_actions` reads candidates sampled earlier from a frozen policy.
+
+    PA-RL's official code caches N samples per replay state and refreshes them after each policy
+    checkpoint; this does the same in-process. `refresh(policy, states)` samples N candidates for a fixed
+    set of states (an `Observation` [S]); the states carry their row ids in `extras["cache_ids"]`, and
+    `sample_actions(obs, n)` returns n of the N cached candidates of each row (drawn without
+    replacement with `generator`). Distillation (`supervised_loss`) goes to the live policy.
+    """
+
+    def __init__(self, policy: Any, num_candidates: int) -> None:
+        self.policy = policy
+        self.action_dim = policy.action_dim
+        self.num_candidates = num_candidates
+        self.candidates: torch.Tensor | None = None  # [S, N, A]
+        self.states: Observation | None = None
+
+    def refresh(self, states: Observation, *, batch_size: int = 32, generator: torch.Generator | None = None,
+                progress: Any = None) -> None:
+        chunks = []
+        for start in range(0, len(states), batch_size):
+            part = states.index(slice(start, start + batch_size))
+            chunks.append(self.policy.sample_actions(part, self.num_candidates, generator=generator).actions)
+            if progress is not None:
+                progress(len(part))
+        self.candidates = torch.cat(chunks)
+        self.states = states
+        self.states.extras["cache_ids"] = torch.arange(len(states))
+
+    def batch(self, rows: np.ndarray) -> Observation:
+        """The cached states `rows` as an Observation that `sample_actions` can answer for."""
+        if self.states is None:
+            raise RuntimeError("CandidateCache.refresh must run before batch()")
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        obs = self.states.index(idx)
+        obs.extras = {"cache_ids": idx}
+        return obs
+
+    def sample_actions(self, obs: Observation, num_samples: int, *,
+                       generator: torch.Generator | None = None) -> CandidateActions:
+        if self.candidates is None or "cache_ids" not in obs.extras:
+            raise RuntimeError("CandidateCache answers only for states made by CandidateCache.batch()")
+        if num_samples > self.num_candidates:
+            raise ConfigError(f"asked for {num_samples} candidates but the cache holds {self.num_candidates} "
+                              "per state: raise the cache's num_candidates")
+        ids = obs.extras["cache_ids"]
+        pool = self.candidates[ids]                                               # [B, N, A]
+        order = torch.rand(pool.shape[:2], generator=generator).argsort(dim=1)[:, :num_samples]
+        return CandidateActions(actions=pool.gather(1, order[..., None].expand(-1, -1, pool.shape[2])))
+
+    def supervised_loss(self, obs: Observation, target_actions: torch.Tensor) -> PolicyLoss:
+        return self.policy.supervised_loss(obs, target_actions)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return self.policy.trainable_parameters()
+
+    def save(self, path: str | Path) -> None:
+        self.policy.save(path)
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return json.loads(json.dumps(rng.bit_generator.state))
+
+
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    rng.bit_generator.state = state
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """After a resume from `step`, drop logged records of later steps (they will be logged again)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            keep.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    tmp.replace(path)

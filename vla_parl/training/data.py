@@ -1,0 +1,166 @@
+"""Datasets for the recipes: tabletop demonstrations, RLDS (BridgeData V2) and CALVIN as replay buffers.
+
+Every source becomes standard episodes (``image`` uint8 [T, H, W, 3], ``proprio`` [T, P], ``action``
+[T, A], ``reward`` [T] with PA-RL's sparse −1 per step / 0 on success, ``instruction``, ``terminal``,
+plus the observation after the last step when known) written once into a disk-backed `ReplayBuffer`
+(`<run>/data/offline`), which the recipes sample with a seeded `numpy.random.Generator`.
+Batches become `Observation`s / `TransitionBatch`es with `batch_to_transitions`.
+
+The tabletop source also records ``state`` (float [T, 6]: the target block's xyz and its offset from the
+gripper) for an *asymmetric* critic; the policy never sees it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["tabletop_state", "collect_tabletop", "load_episodes", "episodes_to_buffer", "open_offline_buffer",
+           "batch_to_observation", "batch_to_transitions", "episode_statistics"]
+
+
+def tabletop_state(info: dict[str, Any]) -> np.ndarray:
+    """Privileged simulator state [6]: target block xyz, block − gripper offset."""
+    block = np.asarray(info["block_poses"][info["target_block"]][:3], np.float32)
+    return np.concatenate([block, block - np.asarray(info["tcp_pos"], np.float32)]).astype(np.float32)
+
+
+def collect_tabletop(task: str, num_episodes: int, seed: int, *, noise: float, image_size: int,
+                     max_episode_steps: int, progress: bool = False) -> list[dict[str, Any]]:
+    """Scripted noisy-expert episodes (reset seeds seed..seed+n−1) with privileged state."""
+    from vla_parl.envs import make_env, make_expert
+
+    env = make_env(task, image_size=image_size, max_episode_steps=max_episode_steps)
+    expert = make_expert(task, noise=noise)
+    episodes = []
+    iterator: Iterable[int] = range(num_episodes)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="demos", leave=False)
+    for i in iterator:
+        obs, info = env.reset(seed=seed + i)
+        expert.reset(seed + i)
+        images, proprio, state, actions, success = [obs["image"]], [obs["proprio"]], [tabletop_state(info)], [], []
+        done = False
+        while not done:
+            action = np.asarray(expert.act(obs, info), np.float32)
+            obs, reward, terminated, truncated, info = env.step(action)
+            actions.append(action)
+            success.append(bool(terminated))
+            images.append(obs["image"])
+            proprio.append(obs["proprio"])
+            state.append(tabletop_state(info))
+            done = terminated or truncated
+        episodes.append({"image": np.stack(images), "proprio": np.stack(proprio).astype(np.float32),
+                         "state": np.stack(state), "action": np.stack(actions),
+                         "reward": np.asarray(success, np.float32) - 1.0, "terminal": bool(success[-1]),
+                         "instruction": obs["instruction"], "success": bool(success[-1])})
+    env.close()
+    return episodes
+
+
+def _standard_to_episode(traj: dict[str, Any]) -> dict[str, Any]:
+    reward = np.asarray(traj.get("reward", np.zeros(len(traj["action"]))), np.float32)
+    terminal = bool(np.asarray(traj.get("is_terminal", [False]))[-1])
+    out = {"image": np.asarray(traj["image"], np.uint8), "action": np.asarray(traj["action"], np.float32),
+           "reward": (reward > 0).astype(np.float32) - 1.0, "terminal": terminal,
+           "instruction": str(traj.get("instruction", "")), "success": terminal}
+    if "proprio" in traj:
+        out["proprio"] = np.asarray(traj["proprio"], np.float32)
+    return out
+
+
+def load_episodes(data: Any, *, progress: bool = False) -> list[dict[str, Any]]:
+    """Episodes of a `DataSection` (tabletop: collected now; rlds / calvin: read from data.path)."""
+    if data.kind == "tabletop":
+        return collect_tabletop(data.task, data.num_episodes, data.seed, noise=data.expert_noise,
+                                image_size=data.env_image_size, max_episode_steps=data.max_episode_steps,
+                                progress=progress)
+    if data.kind == "rlds":
+        from vla_parl.data.rlds import iter_trajectories
+
+        source = iter_trajectories(data.path, data.dataset_name, split=data.split)
+    else:
+        from vla_parl.data import CalvinReader
+
+        source = iter(CalvinReader(data.path, "training" if data.split == "train" else data.split))
+    episodes = []
+    for traj in source:
+        episodes.append(_standard_to_episode(traj))
+        if data.max_episodes is not None and len(episodes) >= data.max_episodes:
+            break
+    return episodes
+
+
+def episode_statistics(episodes: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """`{name: statistics}` for the model's norm_stats (gripper dim left un-normalised)."""
+    from vla_parl.data import compute_statistics
+
+    action_dim = episodes[0]["action"].shape[1]
+    stats = compute_statistics(({"action": e["action"], **({"proprio": e["proprio"][:len(e["action"])]}
+                                                           if "proprio" in e else {})} for e in episodes),
+                               action_mask=[True] * (action_dim - 1) + [False])
+    return {name: stats}
+
+
+def episodes_to_buffer(episodes: list[dict[str, Any]], buffer: Any, normalize: Any, gamma: float) -> None:
+    """Append episodes to a `ReplayBuffer` with normalised actions and Monte-Carlo returns (Cal-QL)."""
+    from vla_parl.data import mc_returns
+
+    keys = [k for k in ("image", "proprio", "state") if k in episodes[0]]
+    for ep in episodes:
+        T = len(ep["action"])
+        obs = {k: ep[k] if len(ep[k]) in (T, T + 1) else ep[k][:T] for k in keys}
+        if len({len(v) for v in obs.values()}) != 1:
+            obs = {k: v[:T] for k, v in obs.items()}
+        buffer.add_episode(obs, normalize(ep["action"]).astype(np.float32), ep["reward"], terminal=ep["terminal"],
+                           instruction=ep["instruction"],
+                           mc_return=mc_returns(ep["reward"], gamma, terminal=ep["terminal"]),
+                           info={"success": bool(ep.get("success", False))})
+
+
+def open_offline_buffer(root: Path, episodes_fn: Any, normalize: Any, gamma: float) -> Any:
+    """The offline data as a replay buffer at `root`, built once (a `complete` marker guards reuse)."""
+    import shutil
+
+    from vla_parl.data import ReplayBuffer
+
+    root = Path(root)
+    if not (root / "complete").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        buffer = ReplayBuffer(root, gamma=gamma)
+        episodes_to_buffer(episodes_fn(), buffer, normalize, gamma)
+        (root / "complete").write_text(json.dumps({"episodes": buffer.num_episodes}) + "\n")
+        return buffer
+    return ReplayBuffer(root, gamma=gamma)
+
+
+def batch_to_observation(obs: dict[str, Any], *, use_state: bool = True) -> Any:
+    """A replay batch's ``obs`` (numpy) → `Observation` (torch)."""
+    import torch
+
+    from vla_parl.policy.base import Observation
+
+    return Observation(images=torch.from_numpy(np.ascontiguousarray(obs["image"])),
+                       instructions=list(obs["instruction"]),
+                       proprio=torch.from_numpy(np.asarray(obs["proprio"], np.float32)) if "proprio" in obs else None,
+                       state=(torch.from_numpy(np.asarray(obs["state"], np.float32))
+                              if use_state and "state" in obs else None))
+
+
+def batch_to_transitions(batch: dict[str, Any], *, use_state: bool = True) -> Any:
+    """A replay batch → `TransitionBatch` (rewards are n-step sums; `done` stops bootstrapping)."""
+    import torch
+
+    from vla_parl.parl import TransitionBatch
+
+    return TransitionBatch(obs=batch_to_observation(batch["obs"], use_state=use_state),
+                           actions=torch.from_numpy(batch["action"]),
+                           rewards=torch.from_numpy(batch["reward"]),
+                           next_obs=batch_to_observation(batch["next_obs"], use_state=use_state),
+                           dones=torch.from_numpy(batch["done"]),
+                           mc_returns=torch.from_numpy(batch["mc_return"]) if "mc_return" in batch else None)
