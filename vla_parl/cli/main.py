@@ -12,7 +12,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # name -> module under vla_parl.cli that defines `register(subparsers)`
-_SUBCOMMAND_MODULES = ("run", "quickstart", "data", "serve", "bench")
+_SUBCOMMAND_MODULES = ("run", "quickstart", "data", "eval", "serve", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -164,9 +164,11 @@ class QCritic(nn.Module):
     @classmethod
     def load(cls, path: str | Path, *, tokenize: Callable[[list[str]], list[list[int]]] | None = None,
              map_location: str | torch.device = "cpu") -> "QCritic":
-        """Restore from `save`. A critic saved with a custom `tokenize` needs the same one passed again."""
+        """Restore from `save`. A critic saved with a custom `tokenize` needs the same one passed again;
+        for a critic with the built-in hashing tokenizer `tokenize` is ignored, so callers may always pass it."""
         config, state = read_checkpoint(path, "QCritic")
-        critic = cls(CriticConfig(**config["config"]), tokenize=tokenize)
+        custom = bool(config["config"].get("custom_tokenizer"))
+        critic = cls(CriticConfig(**config["config"]), tokenize=tokenize if custom else None)
         critic.load_state_dict(state)
         return critic.to(map_location)
 

@@ -96,9 +96,25 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f' Did you mean "{match[0]}"?' if match else ""
 
 
+def _load_torch_native_libraries_first() -> None:
+    """Load triton's LLVM (pulled in by torchvision → torch._dynamo) before tensorflow's.
+
+    Both bundle LLVM; whichever loads second aborts the process ("LLVM ERROR: inconsistency in registered
+    CommandLine options") when triton comes after tensorflow. Loading torch's stack first is safe.
+    """
+    import importlib.util
+    import sys
+
+    if "tensorflow" in sys.modules or importlib.util.find_spec("torchvision") is None:
+        return
+    import torchvision  # noqa: F401
+    import torch._dynamo  # noqa: F401
+
+
 def import_tf():
     """Import tensorflow for data loading only: CPU-only (it must not take the GPU from torch), quiet."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _load_torch_native_libraries_first()
     try:
         import tensorflow as tf
     except ImportError as exc:  # pragma: no cover - depends on the install
