@@ -22,7 +22,8 @@ from torch import nn
 from vla_parl.errors import CheckpointError
 from vla_parl.policy.base import Observation
 
-__all__ = ["StateEncoder", "mlp", "encoder_spec", "build_encoder", "write_checkpoint", "read_checkpoint", "randn"]
+__all__ = ["StateEncoder", "mlp", "encoder_spec", "build_encoder", "write_checkpoint", "read_checkpoint", "randn",
+           "CheckpointedPolicyMixin"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -127,3 +128,28 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
 def check_num_samples(num_samples: int) -> None:
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+
+class CheckpointedPolicyMixin:
+    """`trainable_parameters`, `save` and `load` for an nn.Module policy built as `cls(config, obs_encoder)`
+    from a dataclass `config` (its type in `config_class`) and an `obs_encoder`."""
+
+    config_class: type
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]  # type: ignore[attr-defined]
+
+    def save(self, path: str | Path) -> None:
+        from dataclasses import asdict
+
+        config = {"kind": type(self).__name__, "config": asdict(self.config),  # type: ignore[attr-defined]
+                  "obs_encoder": encoder_spec(self.obs_encoder)}  # type: ignore[attr-defined]
+        write_checkpoint(path, config, self)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **encoder_kwargs: Any):
+        """Restore from `save`; `encoder_kwargs` go to the encoder (e.g. `tokenize=` for a custom tokenizer)."""
+        config, state = read_checkpoint(path, cls.__name__)
+        policy = cls(cls.config_class(**config["config"]), build_encoder(config["obs_encoder"], **encoder_kwargs))
+        policy.load_state_dict(state)  # type: ignore[attr-defined]
+        return policy.to(map_location)  # type: ignore[attr-defined]

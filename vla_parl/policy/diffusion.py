@@ -18,16 +18,15 @@ computed once per state and shared by the N candidates.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from vla_parl.errors import ConfigError
-from vla_parl.policy._common import (StateEncoder, build_encoder, check_num_samples, check_target_actions,
-                                     encoder_spec, mlp, randn, read_checkpoint, write_checkpoint)
+from vla_parl.policy._common import (CheckpointedPolicyMixin, StateEncoder, check_num_samples, check_target_actions,
+                                     mlp, randn)
 from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
 
 __all__ = ["DiffusionPolicyConfig", "DiffusionPolicy", "make_beta_schedule"]
@@ -80,8 +79,10 @@ def _time_embedding(k: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-class DiffusionPolicy(nn.Module):
+class DiffusionPolicy(CheckpointedPolicyMixin, nn.Module):
     """DDPM policy: ε_θ is an MLP on [a_k, embed(k), φ(s)]. Implements `vla_parl.policy.Policy`."""
+
+    config_class = DiffusionPolicyConfig
 
     def __init__(self, config: DiffusionPolicyConfig, obs_encoder: nn.Module) -> None:
         super().__init__()
@@ -153,20 +154,3 @@ class DiffusionPolicy(nn.Module):
         noisy = self.sqrt_alpha_bar[k, None] * a0 + self.sqrt_one_minus_alpha_bar[k, None] * eps
         loss = (eps - self.predict_noise(noisy, k, features)).pow(2).mean()
         return PolicyLoss(loss=loss, stats={"diffusion_loss": float(loss.detach())})
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def save(self, path: str | Path) -> None:
-        config = {"kind": "DiffusionPolicy", "config": asdict(self.config),
-                  "obs_encoder": encoder_spec(self.obs_encoder)}
-        write_checkpoint(path, config, self)
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu",
-             **encoder_kwargs: Any) -> "DiffusionPolicy":
-        """Restore from `save`; `encoder_kwargs` go to the encoder (e.g. `tokenize=` for a custom tokenizer)."""
-        config, state = read_checkpoint(path, "DiffusionPolicy")
-        policy = cls(DiffusionPolicyConfig(**config["config"]), build_encoder(config["obs_encoder"], **encoder_kwargs))
-        policy.load_state_dict(state)
-        return policy.to(map_location)

@@ -15,16 +15,15 @@ for targets exactly on the bounds, which optimized actions often are.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from vla_parl.errors import ConfigError
-from vla_parl.policy._common import (StateEncoder, build_encoder, check_num_samples, check_target_actions,
-                                     encoder_spec, mlp, randn, read_checkpoint, write_checkpoint)
+from vla_parl.policy._common import (CheckpointedPolicyMixin, StateEncoder, check_num_samples, check_target_actions,
+                                     mlp, randn)
 from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
 
 __all__ = ["GaussianPolicyConfig", "GaussianPolicy"]
@@ -45,8 +44,10 @@ class GaussianPolicyConfig:
             raise ConfigError(f"log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
 
 
-class GaussianPolicy(nn.Module):
+class GaussianPolicy(CheckpointedPolicyMixin, nn.Module):
     """Gaussian MLP policy with state-dependent σ. Implements `vla_parl.policy.Policy`."""
+
+    config_class = GaussianPolicyConfig
 
     def __init__(self, config: GaussianPolicyConfig, obs_encoder: nn.Module) -> None:
         super().__init__()
@@ -95,20 +96,3 @@ class GaussianPolicy(nn.Module):
         loss = nll.mean()
         return PolicyLoss(loss=loss, stats={"nll": float(loss.detach()),
                                             "policy_std": float(log_std.detach().exp().mean())})
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def save(self, path: str | Path) -> None:
-        config = {"kind": "GaussianPolicy", "config": asdict(self.config),
-                  "obs_encoder": encoder_spec(self.obs_encoder)}
-        write_checkpoint(path, config, self)
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu",
-             **encoder_kwargs: Any) -> "GaussianPolicy":
-        """Restore from `save`; `encoder_kwargs` go to the encoder (e.g. `tokenize=` for a custom tokenizer)."""
-        config, state = read_checkpoint(path, "GaussianPolicy")
-        policy = cls(GaussianPolicyConfig(**config["config"]), build_encoder(config["obs_encoder"], **encoder_kwargs))
-        policy.load_state_dict(state)
-        return policy.to(map_location)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -19,8 +18,9 @@ import torch
 
 from vla_parl.errors import CheckpointError
 from vla_parl.models.openvla.vision import LAYERSCALE_RENAMES
+from vla_parl.utils.files import atomic_path, atomic_write_text
 
-__all__ = ["resolve_checkpoint_dir", "iter_checkpoint_tensors", "save_state_dict", "atomic_write_text",
+__all__ = ["resolve_checkpoint_dir", "iter_checkpoint_tensors", "save_state_dict",
            "to_checkpoint_key", "from_checkpoint_key", "parse_size"]
 
 SINGLE_FILE = "model.safetensors"
@@ -112,19 +112,6 @@ def parse_size(size: int | str) -> int:
     return int(float(match.group(1)) * {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}[match.group(2)])
 
 
-def _atomic_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    _atomic_replace(Path(tmp), path)
-
-
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], directory: Path, max_shard_size: int | str = "5GB") -> None:
     """Write safetensors shards (+ index when more than one) with checkpoint key names, atomically."""
     from safetensors.torch import save_file
@@ -142,9 +129,8 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], directory: Path, max
     names = ([SINGLE_FILE] if len(shards) == 1 else
              [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
     for name, shard in zip(names, shards):
-        tmp = directory / f".{name}.tmp"
-        save_file(shard, str(tmp), metadata={"format": "pt"})
-        _atomic_replace(tmp, directory / name)
+        with atomic_path(directory / name) as tmp:
+            save_file(shard, str(tmp), metadata={"format": "pt"})
     stale = [directory / INDEX_FILE] if len(shards) == 1 else [directory / SINGLE_FILE]
     stale += [p for p in directory.glob("model-*-of-*.safetensors") if p.name not in names]
     for path in stale:

@@ -12,7 +12,6 @@ parameters are trainable. Adapters are saved in peft's format (`adapter_config.j
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,16 +90,15 @@ def save_lora_adapter(model: nn.Module, directory: str | Path) -> Path:
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from vla_parl.models.openvla.checkpoint import atomic_write_text
+    from vla_parl.utils.files import atomic_path, atomic_write_text
 
     if not has_lora(model):
         raise RuntimeError("this model has no LoRA adapters to save; call apply_lora() first")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME)
-    tmp = directory / f".{_ADAPTER_WEIGHTS}.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, directory / _ADAPTER_WEIGHTS)
+    with atomic_path(directory / _ADAPTER_WEIGHTS) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
     config = model._peft_config.to_dict()
     config["target_modules"] = sorted(config["target_modules"])
     config["vla_parl"] = asdict(model._lora_settings)

@@ -24,13 +24,13 @@ from torch import nn
 
 from vla_parl.errors import CheckpointError, MissingExtraError
 from vla_parl.models.openvla.action_tokenizer import ActionTokenizer
-from vla_parl.models.openvla.checkpoint import (atomic_write_text, iter_checkpoint_tensors, resolve_checkpoint_dir,
-                                                save_state_dict)
+from vla_parl.models.openvla.checkpoint import iter_checkpoint_tensors, resolve_checkpoint_dir, save_state_dict
 from vla_parl.models.openvla.configuration import OpenVLAConfig
 from vla_parl.models.openvla.normalization import ActionNormalizer, resolve_unnorm_key
 from vla_parl.models.openvla.processor import IGNORE_INDEX, OpenVLAProcessor
 from vla_parl.models.openvla.projector import Projector
 from vla_parl.models.openvla.vision import VisionBackbone
+from vla_parl.utils.files import atomic_write_text
 
 __all__ = ["OpenVLA", "OpenVLAOutput", "PrefixState", "resolve_attn_implementation"]
 
