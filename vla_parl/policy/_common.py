@@ -136,6 +136,14 @@ class CheckpointedPolicyMixin:
 
     config_class: type
 
+    def _init_policy(self, config: Any, obs_encoder: nn.Module) -> None:
+        """Check the encoder and keep config, action_dim and obs_encoder (call after nn.Module.__init__)."""
+        if not isinstance(getattr(obs_encoder, "output_dim", None), int):
+            raise TypeError("obs_encoder needs an integer `output_dim` attribute (the feature size F)")
+        self.config = config
+        self.action_dim = config.action_dim
+        self.obs_encoder = obs_encoder
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]  # type: ignore[attr-defined]
 

@@ -86,11 +86,7 @@ class DiffusionPolicy(CheckpointedPolicyMixin, nn.Module):
 
     def __init__(self, config: DiffusionPolicyConfig, obs_encoder: nn.Module) -> None:
         super().__init__()
-        if not isinstance(getattr(obs_encoder, "output_dim", None), int):
-            raise TypeError("obs_encoder needs an integer `output_dim` attribute (the feature size F)")
-        self.config = config
-        self.action_dim = config.action_dim
-        self.obs_encoder = obs_encoder
+        self._init_policy(config, obs_encoder)
         self.time_mlp = nn.Sequential(nn.Linear(config.time_embed_dim, config.time_embed_dim * 2), nn.Mish(),
                                       nn.Linear(config.time_embed_dim * 2, config.time_embed_dim))
         self.eps_net = mlp(config.action_dim + config.time_embed_dim + obs_encoder.output_dim,

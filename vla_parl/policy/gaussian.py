@@ -51,11 +51,7 @@ class GaussianPolicy(CheckpointedPolicyMixin, nn.Module):
 
     def __init__(self, config: GaussianPolicyConfig, obs_encoder: nn.Module) -> None:
         super().__init__()
-        if not isinstance(getattr(obs_encoder, "output_dim", None), int):
-            raise TypeError("obs_encoder needs an integer `output_dim` attribute (the feature size F)")
-        self.config = config
-        self.action_dim = config.action_dim
-        self.obs_encoder = obs_encoder
+        self._init_policy(config, obs_encoder)
         self.net = mlp(obs_encoder.output_dim, config.hidden_dims, 2 * config.action_dim)
 
     @classmethod

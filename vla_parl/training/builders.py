@@ -40,6 +40,10 @@ def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | No
 
     name = source or model.name
     if name == "tiny":
+        if norm_stats is None:   # a fresh tiny model: identity-like statistics under the configured key
+            from vla_parl.models.openvla.presets import default_norm_stats
+
+            norm_stats = default_norm_stats(model.unnorm_key)
         built = openvla_tiny(image_size=model.image_size, seed=model.seed, norm_stats=norm_stats)
     else:
         hub_id = "openvla/openvla-7b" if name == "openvla_7b" else name

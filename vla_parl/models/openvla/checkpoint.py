@@ -20,7 +20,7 @@ from vla_parl.errors import CheckpointError
 from vla_parl.models.openvla.vision import LAYERSCALE_RENAMES
 from vla_parl.utils.files import atomic_path, atomic_write_text
 
-__all__ = ["resolve_checkpoint_dir", "iter_checkpoint_tensors", "save_state_dict",
+__all__ = ["resolve_checkpoint_dir", "iter_checkpoint_tensors", "save_state_dict", "read_checkpoint_json",
            "to_checkpoint_key", "from_checkpoint_key", "parse_size"]
 
 SINGLE_FILE = "model.safetensors"
@@ -40,6 +40,16 @@ def from_checkpoint_key(name: str) -> str:
         if name.endswith(theirs):
             return name[: -len(theirs)] + ours
     return name
+
+
+def read_checkpoint_json(path: Path, purpose: str) -> dict:
+    """Read a JSON file of a checkpoint; missing or corrupt files raise a CheckpointError naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: {purpose}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is corrupt or truncated") from exc
 
 
 def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike, revision: str | None = None,

@@ -124,13 +124,10 @@ class OpenVLAConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "OpenVLAConfig":
+        from vla_parl.models.openvla.checkpoint import read_checkpoint_json
+
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path} not found: an OpenVLA checkpoint directory needs a config.json")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is corrupt or truncated") from exc
+        data = read_checkpoint_json(path, "an OpenVLA checkpoint directory needs a config.json")
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +143,3 @@ class OpenVLAConfig:
         if all(not kw for kw in out["timm_model_kwargs"]):
             out.pop("timm_model_kwargs")  # keep published checkpoints byte-compatible
         return out
-
-    def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_parl.errors import CheckpointError, MissingExtraError
+from vla_parl.errors import CheckpointError
 from vla_parl.models.openvla.action_tokenizer import ActionTokenizer
-from vla_parl.models.openvla.checkpoint import iter_checkpoint_tensors, resolve_checkpoint_dir, save_state_dict
+from vla_parl.models.openvla.checkpoint import (iter_checkpoint_tensors, read_checkpoint_json, resolve_checkpoint_dir,
+                                                save_state_dict)
 from vla_parl.models.openvla.configuration import OpenVLAConfig
 from vla_parl.models.openvla.normalization import ActionNormalizer, resolve_unnorm_key
 from vla_parl.models.openvla.processor import IGNORE_INDEX, OpenVLAProcessor
@@ -304,10 +305,7 @@ class OpenVLA(nn.Module):
         config = OpenVLAConfig.from_json_file(directory / "config.json")
         stats_file = directory / "dataset_statistics.json"
         if stats_file.is_file():
-            try:
-                file_stats = json.loads(stats_file.read_text())
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"{stats_file} is not valid JSON ({exc})") from exc
+            file_stats = read_checkpoint_json(stats_file, "dataset statistics")
             config.norm_stats = {**(config.norm_stats or {}), **file_stats}
         processor = OpenVLAProcessor.from_pretrained(directory)
         with init_empty_weights(include_buffers=False):

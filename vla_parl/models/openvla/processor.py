@@ -57,18 +57,11 @@ class OpenVLAProcessor:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "OpenVLAProcessor":
-        import json
-
-        from vla_parl.errors import CheckpointError
+        from vla_parl.models.openvla.checkpoint import read_checkpoint_json
 
         directory = Path(directory)
         path = directory / "preprocessor_config.json"
-        if not path.is_file():
-            raise CheckpointError(f"{path} not found: an OpenVLA checkpoint needs its preprocessor_config.json")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path} is not valid JSON ({exc})") from exc
+        data = read_checkpoint_json(path, "an OpenVLA checkpoint needs its preprocessor_config.json")
         return cls(ImageTransform.from_preprocessor_config(data, source=str(path)),
                    PromptTokenizer.from_pretrained(directory))
 
