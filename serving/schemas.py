@@ -1,0 +1,147 @@
+"""Pydantic models of the typed JSON API (`/v1/*`): they are the OpenAPI schema, so keep them precise.
+
+Images travel as a base64 PNG/JPEG string (optionally a ``data:image/...;base64,`` URL) or as nested
+lists ``[H][W][3]`` of integers 0–255. The OpenVLA-compatible `/act` route does not use these models (its
+body is `json_numpy`-encoded; see `serving.images.decode_act_payload`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Mode", "ActRequest", "ActBatchRequest", "Timing", "ActResponse", "ActBatchResponse", "ErrorResponse",
+    "BatchingStats", "HealthResponse", "CriticInfo", "ModelInfo", "Limits", "MetadataResponse",
+    "MAX_INSTRUCTION_CHARS", "MAX_NUM_SAMPLES", "MAX_TOP_K", "MAX_STEPS", "MAX_TEMPERATURE",
+]
+
+Mode = Literal["greedy", "sample", "refined"]
+
+MAX_INSTRUCTION_CHARS = 2048
+MAX_NUM_SAMPLES = 256
+MAX_TOP_K = 256
+MAX_STEPS = 100
+MAX_TEMPERATURE = 10.0
+
+Pixel = Annotated[int, Field(strict=True, ge=0, le=255)]
+PixelRow = Annotated[list[Annotated[list[Pixel], Field(min_length=3, max_length=3)]], Field(min_length=1)]
+NestedImage = Annotated[list[PixelRow], Field(min_length=1, description="uint8 RGB image as nested lists [H][W][3]")]
+EncodedImage = Annotated[str, Field(min_length=1, description="base64 PNG or JPEG (a data: URL is accepted too)")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ActRequest(_Strict):
+    """One observation and how to act on it."""
+
+    image: EncodedImage | NestedImage = Field(description="RGB camera frame: base64 PNG/JPEG string or "
+                                                          "nested lists [H][W][3] of integers 0-255")
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS, examples=["pick up the red block"])
+    unnorm_key: str | None = Field(default=None, description="dataset whose statistics un-normalise the action; "
+                                                             "optional when the model has one")
+    mode: Mode = Field(default="greedy", description="greedy: the VLA's argmax action (as OpenVLA); sample: "
+                       "sampled action(s); refined: PA-RL action optimisation with the served critic")
+    num_samples: int | None = Field(default=None, ge=1, le=MAX_NUM_SAMPLES,
+                                    description="sample: actions to draw (default 1); refined: candidates "
+                                                "sampled besides the greedy action (default 16)")
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K,
+                              description="refined only: candidates kept for gradient ascent (default 10)")
+    steps: int | None = Field(default=None, ge=0, le=MAX_STEPS,
+                              description="refined only: gradient-ascent steps on the critic (default 10)")
+    temperature: float | None = Field(default=None, ge=0.0, le=MAX_TEMPERATURE,
+                                      description="sample/refined: sampling temperature (default 1.0; 0 = argmax)")
+
+
+class ActBatchRequest(_Strict):
+    """Several observations answered together (they are batched with other clients' requests too)."""
+
+    requests: list[ActRequest] = Field(min_length=1, max_length=256)
+
+
+class Timing(BaseModel):
+    queue_ms: float = Field(description="time waiting for a batch slot")
+    inference_ms: float = Field(description="duration of the batched model call this request was part of")
+    total_ms: float = Field(description="server time from request parsed to response built")
+    batch_size: int = Field(description="rows in the batched model call")
+
+
+class ActResponse(BaseModel):
+    action: list[float] = Field(description="the action in robot units (un-normalised), length = action dim")
+    mode: Mode
+    unnorm_key: str
+    q: float | None = Field(default=None, description="refined: Q(s, action), mean over the critic's heads")
+    greedy_q: float | None = Field(default=None, description="refined: Q of the greedy action (a candidate too)")
+    candidate_q: list[float] | None = Field(default=None, description="refined: Q of the refined top-k candidates")
+    samples: list[list[float]] | None = Field(default=None, description="sample: all drawn actions "
+                                                                        "(action = samples[0])")
+    timing: Timing
+
+
+class ActBatchResponse(BaseModel):
+    results: list[ActResponse]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="machine-readable kind, e.g. invalid_request, unauthorized, internal_error")
+    message: str = Field(description="what is wrong and how to fix it")
+    details: list[str] | None = None
+
+
+class BatchingStats(BaseModel):
+    max_batch_size: int
+    max_wait_ms: float
+    batches: int = Field(description="batched model calls so far")
+    rows: int = Field(description="rows (requests) processed so far")
+    mean_batch_size: float
+    largest_batch: int
+    histogram: dict[str, int] = Field(description="batch size -> number of model calls")
+    queue_depth: int
+    failures: int = Field(description="model calls that raised")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    uptime_s: float
+    batching: BatchingStats
+
+
+class CriticInfo(BaseModel):
+    loaded: bool
+    path: str | None = None
+    image_size: int | None = None
+    num_q_heads: int | None = None
+    action_dim: int | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    checkpoint: str | None
+    parameters: int
+    image_sizes: list[int]
+    action_dims: dict[str, int] = Field(description="unnorm_key -> action dimension")
+    device: str
+    dtype: str
+
+
+class Limits(BaseModel):
+    max_request_bytes: int
+    max_image_pixels: int
+    max_batch_items: int
+    max_num_samples: int
+    api_key_required: bool
+
+
+class MetadataResponse(BaseModel):
+    model: ModelInfo
+    action_dim: int
+    unnorm_keys: list[str]
+    default_unnorm_key: str | None
+    modes: list[Mode]
+    critic: CriticInfo
+    versions: dict[str, str]
+    limits: Limits
+    batching: BatchingStats
