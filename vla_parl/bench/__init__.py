@@ -7,6 +7,10 @@ Each benchmark module defines `add_arguments(parser)`, `run(args) -> dict` (JSON
 BENCHMARKS = {
     "inference": "vla_parl.bench.inference",
     "sample": "vla_parl.bench.sample",
+    "memory": "vla_parl.bench.memory",
+    "rollout": "vla_parl.bench.rollout",
+    "train_step": "vla_parl.bench.train_step",
+    "all": "vla_parl.bench.suite",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -33,7 +33,10 @@ def run_benchmark(module, args: argparse.Namespace) -> int:
     from rich.console import Console
 
     result = module.run(args)
-    Console().print(module.format_table(result))
+    console = Console()
+    # `bench all` (vla_parl.bench.suite) prints every benchmark's table, then its summary of ratios
+    for table in (module.format_tables(result) if hasattr(module, "format_tables") else [module.format_table(result)]):
+        console.print(table)
     if getattr(args, "json_path", None):
         Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json_path}")

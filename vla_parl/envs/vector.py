@@ -28,5 +28,7 @@ def make_tabletop_vec_env(num_envs: int, task: str = "lift", *, asynchronous: bo
     _check_choice("task", task, TASKS)
     fns = [partial(TabletopEnv, task=task, **env_kwargs) for _ in range(num_envs)]
     if asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, context=context)
+        fns[0]().close()  # bad env kwargs fail here with a clear error, not inside the worker processes
+        # shared memory mangles gymnasium Text spaces (the instruction): pass observations by pipe
+        return gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False)
     return gym.vector.SyncVectorEnv(fns)

@@ -85,8 +85,13 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Mod
     return model
 
 
-def save_lora_adapter(model: nn.Module, directory: str | Path) -> Path:
-    """Write adapter_config.json + adapter_model.safetensors (adapter weights only), atomically."""
+def save_lora_adapter(model: nn.Module, directory: str | Path,
+                      state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write adapter_config.json + adapter_model.safetensors (adapter weights only), atomically.
+
+    `state_dict`: the model's (full or gathered) state dict to take the adapter tensors from — e.g. one
+    gathered from FSDP shards; default: the model's own.
+    """
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -96,7 +101,7 @@ def save_lora_adapter(model: nn.Module, directory: str | Path) -> Path:
         raise RuntimeError("this model has no LoRA adapters to save; call apply_lora() first")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME)
+    state = get_peft_model_state_dict(model, state_dict=state_dict, adapter_name=ADAPTER_NAME)
     with atomic_path(directory / _ADAPTER_WEIGHTS) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
     config = model._peft_config.to_dict()

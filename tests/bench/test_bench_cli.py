@@ -1,0 +1,59 @@
+"""`vla-parl bench memory|rollout|all` through the real CLI, with JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vla_parl.bench import BENCHMARKS, suite
+from vla_parl.cli.main import main
+
+
+def test_new_benchmarks_are_registered():
+    assert {"memory", "rollout", "train_step", "all"} <= set(BENCHMARKS)
+
+
+def test_bench_memory_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "memory.json"
+    assert main(["bench", "memory", "--micro-batch", "8", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["micro_batch"] == 8 and len(result["rows"]) == 4
+    assert "memory plan" in capsys.readouterr().out
+
+
+def test_bench_rollout_cli_side_by_side(tmp_path):
+    out = tmp_path / "rollout.json"
+    assert main(["bench", "rollout", "--policy", "random", "--workers", "1", "2", "--steps", "4",
+                 "--warmup-steps", "1", "--env-image-size", "32", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["workers"] for r in rows] == [1, 2]
+    assert [r["env_steps"] for r in rows] == [4, 8]
+    assert rows[0]["speedup_vs_1"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
+
+
+def test_suite_skips_a_missing_script_and_reports_a_failing_benchmark(monkeypatch, tmp_path):
+    monkeypatch.setitem(suite.SCRIPTS, "data", ("scripts/does_not_exist.py", [], []))
+    monkeypatch.setitem(suite.MODULES, "memory", ("vla_parl.bench.memory", ["--micro-batch", "0"], []))
+    out = tmp_path / "all.json"
+    assert main(["bench", "all", "--only", "data", "memory", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["status"]["data"].startswith("skipped: scripts/does_not_exist.py")
+    assert result["status"]["memory"].startswith("failed:")
+    assert result["headlines"] == []
+
+
+@pytest.mark.slow
+def test_bench_all_quick_runs_everything(tmp_path):
+    out = tmp_path / "all.json"
+    assert main(["bench", "all", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["quick"] is True
+    for name in ("inference", "sample", "memory", "rollout", "train_step"):
+        assert result["status"][name] == "ok", result["status"][name]
+    names = {row["name"] for row in result["headlines"]}
+    assert {"inference", "sample", "action_optimization", "memory", "rollout", "train_step"} <= names
+    for row in result["headlines"]:
+        assert row["ratio"] is None or row["ratio"] > 0, row
+    for name in ("data", "serving"):  # other engineers' scripts: run when present, skipped otherwise
+        assert result["status"][name] == "ok" or result["status"][name].startswith("skipped"), result["status"][name]
