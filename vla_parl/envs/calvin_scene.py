@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from vla_parl.envs._pybullet import quiet_stdout
 from vla_parl.envs.calvin_assets import CalvinAssets, find_calvin_assets
 from vla_parl.envs.calvin_oracle import DEFAULT_TASK_SPECS, CalvinTaskOracle
 
@@ -93,7 +94,8 @@ class CalvinSceneEnv:
         self._renderer = p.ER_TINY_RENDERER if renderer == "tiny" else p.ER_BULLET_HARDWARE_OPENGL
         self._load_config()
         self.oracle = self._load_oracle()
-        self.cid = p.connect(p.DIRECT)
+        with quiet_stdout():
+            self.cid = p.connect(p.DIRECT)
         self._build()
         self.reset()
 

@@ -31,6 +31,7 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
+from vla_parl.envs._pybullet import quiet_stdout
 from vla_parl.errors import ConfigError
 
 __all__ = ["TASKS", "BLOCK_COLORS", "PUSH_DIRECTIONS", "TabletopEnv", "make_env"]
@@ -126,7 +127,8 @@ class TabletopEnv(gym.Env):
         })
         self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
 
-        self._p = BulletClient(connection_mode=pybullet.DIRECT)
+        with quiet_stdout():
+            self._p = BulletClient(connection_mode=pybullet.DIRECT)
         self._view = pybullet.computeViewMatrix(cameraEyePosition=(-0.26, 0.0, 0.55),
                                                 cameraTargetPosition=(0.02, 0.0, 0.0),
                                                 cameraUpVector=(0.0, 0.0, 1.0))
