@@ -105,7 +105,6 @@ class CandidateCache:
                 progress(len(part))
         self.candidates = torch.cat(chunks)
         self.states = states
-        self.states.extras["cache_ids"] = torch.arange(len(states))
 
     def batch(self, rows: np.ndarray) -> Observation:
         """The cached states `rows` as an Observation that `sample_actions` can answer for."""

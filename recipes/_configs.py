@@ -1,0 +1,253 @@
+"""Typed configs of the recipes: every YAML under `configs/` maps 1:1 onto one of these dataclasses.
+
+This module imports no torch: `vla-parl run` validates a config (unknown keys, wrong types, missing dataset
+paths) in well under a second, before any heavy import. Sections are shared between recipes so the same
+YAML block means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from vla_parl.errors import ConfigError
+
+__all__ = ["ModelSection", "LoraSection", "DataSection", "OptimSection", "CriticSection", "ObjectiveSection",
+           "ActionOptSection", "RunSection", "SFTConfig", "CriticConfig", "ParlSection", "OnlineSection",
+           "ParlConfig", "EvalSection", "DemoConfig", "RECIPE_CONFIGS", "DEFAULT_CONFIGS"]
+
+
+@dataclass
+class ModelSection:
+    name: str = "tiny"                 # tiny | openvla_7b | <checkpoint dir or hub id>
+    image_size: int = 56               # tiny only: 56 | 112 | 224
+    seed: int = 0                      # tiny only: weight init seed
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    load_in_4bit: bool = False         # QLoRA (CUDA + bitsandbytes)
+    gradient_checkpointing: bool = False
+    unnorm_key: str = "tabletop"       # name of the dataset statistics written into the model
+
+    def __post_init__(self) -> None:
+        if self.name == "tiny" and self.image_size % 14:
+            raise ConfigError(f"model.image_size must be a multiple of 14 (56, 112, 224), got {self.image_size}")
+
+
+@dataclass
+class LoraSection:
+    enabled: bool = True               # false: full fine-tune (the tiny demo model)
+    r: int = 32
+    alpha: int = 16
+    dropout: float = 0.0
+    include_vision: bool = True
+
+
+@dataclass
+class DataSection:
+    kind: Literal["tabletop", "rlds", "calvin"] = "tabletop"
+    path: Optional[str] = None         # rlds: folder holding <dataset_name>/<version>/; calvin: task_D_D folder
+    dataset_name: str = "bridge_orig"  # rlds only
+    split: str = "train"               # rlds: TFDS split; calvin: training | validation
+    max_episodes: Optional[int] = None  # rlds/calvin: read at most this many trajectories
+    # tabletop (the built-in simulator): scripted noisy-expert demonstrations
+    task: Literal["reach", "push", "lift"] = "reach"
+    num_episodes: int = 60
+    expert_noise: float = 1.0
+    max_episode_steps: int = 25
+    env_image_size: int = 56
+    seed: int = 0                      # reset seeds seed .. seed + num_episodes - 1
+    privileged_state: bool = True      # record the target block position (critic input; simulator only)
+    # rewards: PA-RL's sparse -1 per step, 0 on success
+    gamma: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.kind != "tabletop":
+            if self.path is None:
+                example = "/data/oxe" if self.kind == "rlds" else "/data/calvin/task_D_D"
+                raise ConfigError(f"data.path is required for data.kind={self.kind}: add data.path={example}")
+            if not Path(self.path).expanduser().exists():
+                raise ConfigError(f"data.path {self.path!r} does not exist: point data.path at the "
+                                  + ("folder holding <dataset_name>/<version>/" if self.kind == "rlds"
+                                     else "CALVIN folder holding training/ and validation/"))
+            if self.privileged_state:
+                raise ConfigError(f"data.privileged_state=true needs the simulator; set data.privileged_state=false "
+                                  f"for data.kind={self.kind}")
+        if self.num_episodes < 1:
+            raise ConfigError(f"data.num_episodes must be >= 1, got {self.num_episodes}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ConfigError(f"data.gamma must be in [0, 1), got {self.gamma}")
+
+
+@dataclass
+class OptimSection:
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    batch_size: int = 16               # per process
+    steps: int = 1000                  # optimiser steps
+    grad_accum: int = 1
+    max_grad_norm: Optional[float] = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.steps < 0 or self.grad_accum < 1:
+            raise ConfigError("optim.batch_size and optim.grad_accum must be >= 1 and optim.steps >= 0")
+
+
+@dataclass
+class RunSection:
+    seed: int = 0
+    checkpoint_every: int = 100        # optimiser steps between checkpoints
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    stop_after: Optional[int] = None   # stop (as if killed) after this many steps: for resume tests
+    wandb: bool = False                # offline mode unless WANDB_MODE is set
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    progress: bool = True
+    threads: Optional[int] = None      # torch CPU threads (None: leave torch's default)
+
+    def __post_init__(self) -> None:
+        if self.wandb:
+            from importlib.util import find_spec
+
+            if find_spec("wandb") is None:
+                raise ConfigError("run.wandb=true needs the 'wandb' package: pip install 'vla-parl[wandb]', "
+                                  "or set run.wandb=false")
+
+
+@dataclass
+class CriticSection:
+    checkpoint: Optional[str] = None   # start from a saved critic (the critic recipe's final/critic)
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    num_q_heads: int = 2
+    image_size: int = 0                # > 0: ResNet-18 image encoder at this size (>= 32); 0: no image
+    image_feature_dim: int = 64
+    instruction: bool = True           # condition on the instruction (OpenVLA tokenizer)
+    instruction_dim: int = 16
+    proprio: bool = True
+    privileged_state: bool = True      # simulator's target-block position (asymmetric critic)
+
+    def __post_init__(self) -> None:
+        if 0 < self.image_size < 32:
+            raise ConfigError(f"critic.image_size must be 0 (no image) or >= 32, got {self.image_size}")
+
+
+@dataclass
+class ObjectiveSection:               # maps onto vla_parl.parl.CriticUpdateConfig
+    objective: Literal["calql", "cql", "iql"] = "calql"
+    polyak_tau: float = 0.005
+    cql_alpha: float = 0.01
+    cql_n_actions: int = 4
+    num_samples: int = 4               # N policy candidates per state for the TD target / push-down term
+    expectile: float = 0.7
+    max_grad_norm: Optional[float] = None
+
+
+@dataclass
+class ActionOptSection:               # maps onto vla_parl.parl.ActionOptimizerConfig
+    top_k: int = 4
+    num_steps: int = 10
+    step_size: float = 3e-4
+    ensemble_reduce: Literal["mean", "min"] = "mean"
+
+
+@dataclass
+class SFTConfig:
+    recipe: Literal["sft"] = "sft"
+    model: ModelSection = field(default_factory=ModelSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+
+@dataclass
+class CriticConfig:
+    recipe: Literal["critic"] = "critic"
+    policy: str = ""                   # SFT policy: a model dir (sft's final/model) or hub id; "" = fresh tiny
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    critic: CriticSection = field(default_factory=CriticSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    action_optimizer: ActionOptSection = field(default_factory=ActionOptSection)
+    optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=64, steps=500))
+    candidate_cache_states: int = 512  # the frozen policy's candidates are sampled once for this many states
+    run: RunSection = field(default_factory=RunSection)
+
+
+@dataclass
+class ParlSection:
+    num_samples: int = 16              # N candidates per state for distillation targets
+    choice: Literal["argmax", "softmax"] = "argmax"
+    distill_steps_per_refresh: int = 20  # offline: distillation steps between candidate-cache refreshes
+    cache_states: int = 128            # states whose candidates are sampled per refresh
+    offline_refreshes: int = 2
+    critic_steps_per_refresh: int = 0  # offline critic steps (fresh policy samples) per refresh
+
+
+@dataclass
+class OnlineSection:
+    rounds: int = 3
+    episodes_per_round: int = 16
+    distill_steps_per_round: int = 15
+    critic_steps_per_round: int = 10
+    online_fraction: float = 0.5       # critic/distillation batches: half online replay, half offline data
+    explore_temperature: float = 1.0   # policy sampling temperature when collecting (0 = greedy)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.online_fraction <= 1.0:
+            raise ConfigError(f"online.online_fraction must be in [0, 1], got {self.online_fraction}")
+
+
+@dataclass
+class ParlConfig:
+    recipe: Literal["parl"] = "parl"
+    policy: str = ""                   # start policy: sft's final/model dir or hub id ("" = fresh tiny)
+    model: ModelSection = field(default_factory=ModelSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: DataSection = field(default_factory=DataSection)
+    critic: CriticSection = field(default_factory=CriticSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    action_optimizer: ActionOptSection = field(default_factory=ActionOptSection)
+    parl: ParlSection = field(default_factory=ParlSection)
+    online: OnlineSection = field(default_factory=OnlineSection)
+    policy_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=2e-5, batch_size=16, steps=0))
+    critic_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=64, steps=0))
+    run: RunSection = field(default_factory=RunSection)
+
+
+@dataclass
+class EvalSection:
+    episodes: int = 40                 # fixed seeded episodes per row
+    seed: int = 10_000                 # reset seeds seed .. seed + episodes - 1 (disjoint from the demos)
+    vgps_num_samples: int = 16         # V-GPS ablation: candidates re-ranked at every step
+    gif_episodes: int = 2
+
+
+@dataclass
+class DemoConfig:
+    recipe: Literal["demo"] = "demo"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    model: ModelSection = field(default_factory=ModelSection)
+    lora: LoraSection = field(default_factory=lambda: LoraSection(enabled=False))
+    data: DataSection = field(default_factory=DataSection)
+    sft: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=32, steps=150))
+    critic: CriticSection = field(default_factory=CriticSection)
+    critic_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=128, steps=400))
+    candidate_cache_states: int = 512
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    action_optimizer: ActionOptSection = field(default_factory=lambda: ActionOptSection(step_size=0.05))
+    parl: ParlSection = field(default_factory=ParlSection)
+    online: OnlineSection = field(default_factory=OnlineSection)
+    policy_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=32, steps=0))
+    eval: EvalSection = field(default_factory=EvalSection)
+    ablations: list[Literal["vgps", "no_local_steps"]] = field(default_factory=lambda: ["vgps", "no_local_steps"])
+    run: RunSection = field(default_factory=lambda: RunSection(threads=1))
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("seeds must list at least one seed, e.g. seeds=[0,1,2]")
+        if self.data.kind != "tabletop":
+            raise ConfigError("the demo runs on the built-in simulator: data.kind must be tabletop")
+
+
+RECIPE_CONFIGS = {"sft": SFTConfig, "critic": CriticConfig, "parl": ParlConfig, "demo": DemoConfig}
+DEFAULT_CONFIGS = {"sft": "sft_tabletop", "critic": "critic_tabletop", "parl": "parl_tabletop", "demo": "demo"}

@@ -1,0 +1,195 @@
+"""Offline critic pre-training (Cal-QL by default) against a frozen SFT policy.
+
+    vla-parl run critic --config critic_tabletop --output-dir runs/critic policy=runs/sft/final/model
+
+The policy is frozen here, so its candidates are sampled once (N per state, for a fixed pool of
+`candidate_cache_states` transitions: their s and s') into a `CandidateCache` — what the official PA-RL
+code's caching workers do — and every `CriticUpdate` step reads them:
+
+    a'* = action_optimization(s')                       (cached candidates → top-k → local ascent → argmax)
+    y   = r + γ (1 − d) min_{i∈pair} Q̄_i(s', a'*)
+    L   = ½ E[(Q(s,a) − y)²] + α (E_s log Σ_{a∼μ} exp max(Q(s,a), V^μ(s)) − E_D Q(s,a))      (Cal-QL)
+
+Output: `<run>/final/critic` (`QCritic.load`-able), checkpoints (critic + target, optimizer, cache, RNG).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_parl.config.schema import to_dict, to_yaml
+from vla_parl.recipes._configs import CriticConfig
+from vla_parl.training import CheckpointManager, MetricLogger
+from vla_parl.training.builders import (CandidateCache, build_critic, build_model, make_accelerator, rng_state,
+                                        set_rng_state, trim_metrics)
+from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_buffer
+
+__all__ = ["CriticRecipe", "main"]
+
+
+class CriticRecipe:
+    def __init__(self, cfg: CriticConfig, run_dir: str | Path, *, resume: bool = False, policy_model: Any = None,
+                 episodes: list[dict[str, Any]] | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.policy_model = policy_model
+        self._episodes = episodes
+        self.step = 0
+
+    # ---- setup: accelerator → frozen policy → offline data → critic → optimizer → candidate cache → resume ------
+    def setup(self) -> None:
+        from vla_parl.parl import ActionOptimizer, CriticUpdate, CriticUpdateConfig
+        from vla_parl.policy.openvla import OpenVLAPolicy
+
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        self.accelerator = make_accelerator(cfg.run)
+        torch.manual_seed(cfg.run.seed)
+        model = self.policy_model or build_model(cfg.model, source=cfg.policy, device=self.accelerator.device)
+        model.requires_grad_(False)
+        self.policy = OpenVLAPolicy(model.eval(), unnorm_key=cfg.model.unnorm_key)
+        if self._episodes is None and not (self.run_dir / "data" / "offline" / "complete").is_file():
+            self._episodes = load_episodes(cfg.data, progress=cfg.run.progress)
+        normalizer = model.action_normalizer(cfg.model.unnorm_key)
+        self.buffer = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
+                                          normalizer.normalize, cfg.data.gamma)
+        self._episodes = None
+        example = self.buffer.sample(1, np.random.default_rng(0))["obs"]
+        self.use_state = cfg.critic.privileged_state
+        self.critic = build_critic(cfg.critic, model.processor.tokenizer, action_dim=self.policy.action_dim,
+                                   proprio_dim=example["proprio"].shape[1] if "proprio" in example else 0,
+                                   state_dim=example["state"].shape[1] if "state" in example else 0)
+        optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.optim.lr)
+        self.critic, self.optimizer = self.accelerator.prepare(self.critic, optimizer)
+        self.generator = torch.Generator().manual_seed(cfg.run.seed)
+        self.rng = np.random.default_rng([cfg.run.seed, self.accelerator.process_index])
+        self.cache = CandidateCache(self.policy, cfg.objective.num_samples)
+        opt = cfg.action_optimizer
+        self.action_optimizer = ActionOptimizer(top_k=opt.top_k, num_steps=opt.num_steps, step_size=opt.step_size,
+                                                ensemble_reduce=opt.ensemble_reduce)
+        obj = cfg.objective
+        self.update = CriticUpdate(self.critic, self.optimizer, self.cache, self.action_optimizer,
+                                   CriticUpdateConfig(objective=obj.objective, gamma=cfg.data.gamma,
+                                                      polyak_tau=obj.polyak_tau, cql_alpha=obj.cql_alpha,
+                                                      cql_n_actions=obj.cql_n_actions, num_samples=obj.num_samples,
+                                                      expectile=obj.expectile, max_grad_norm=obj.max_grad_norm),
+                                   accelerator=self.accelerator, generator=self.generator)
+        self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
+        latest = self.checkpoints.latest() if self.resume else None
+        if latest is not None:
+            self._load_checkpoint(latest)
+            trim_metrics(self.run_dir, self.step)
+        else:
+            self._build_pool()
+        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb and self.accelerator.is_main_process,
+                                   run_name=self.run_dir.name, config=to_dict(cfg))
+
+    def _build_pool(self) -> None:
+        """A fixed pool of S transitions; the frozen policy's candidates for their s and s' are cached."""
+        from vla_parl.policy.base import Observation
+
+        S = self.cfg.candidate_cache_states
+        self.pool = self.buffer.sample(S, np.random.default_rng([self.cfg.run.seed, 7]))
+        obs = batch_to_observation(self.pool["obs"], use_state=self.use_state)
+        nxt = batch_to_observation(self.pool["next_obs"], use_state=self.use_state)
+        states = Observation(images=torch.cat([obs.images, nxt.images]), instructions=obs.instructions + nxt.instructions,
+                             proprio=None if obs.proprio is None else torch.cat([obs.proprio, nxt.proprio]),
+                             state=None if obs.state is None else torch.cat([obs.state, nxt.state]))
+        from tqdm import tqdm
+
+        with tqdm(total=len(states), desc="critic: policy candidates", leave=False,
+                  disable=not self.cfg.run.progress) as bar:
+            self.cache.refresh(states, generator=torch.Generator().manual_seed(self.cfg.run.seed + 1),
+                               progress=bar.update)
+
+    def batch(self, rows: np.ndarray) -> Any:
+        from vla_parl.parl import TransitionBatch
+
+        S = len(self.pool["action"])
+        return TransitionBatch(obs=self.cache.batch(rows), actions=torch.from_numpy(self.pool["action"][rows]),
+                               rewards=torch.from_numpy(self.pool["reward"][rows]),
+                               next_obs=self.cache.batch(rows + S), dones=torch.from_numpy(self.pool["done"][rows]),
+                               mc_returns=torch.from_numpy(self.pool["mc_return"][rows]))
+
+    # ---- train ---------------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        cfg = self.cfg
+        total = cfg.optim.steps
+        stop = total if cfg.run.stop_after is None else min(total, cfg.run.stop_after)
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=self.step, desc="critic", leave=False,
+                   disable=not (cfg.run.progress and self.accelerator.is_main_process))
+        S = len(self.pool["action"])
+        while self.step < stop:
+            stats = self.update.step(self.batch(self.rng.integers(0, S, size=cfg.optim.batch_size)))
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.run.log_every == 0 or self.step == total:
+                self.logger.log(self.step, stats, phase="critic")
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == total:
+                self.save_checkpoint()
+        bar.close()
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        critic = self.accelerator.unwrap_model(self.critic)
+
+        def write(tmp: Path) -> None:
+            critic.save(tmp / "critic")
+            torch.save(self.optimizer.state_dict(), tmp / "critic_optimizer.pt")
+            torch.save({"pool": self.pool, "candidates": self.cache.candidates, "states": self.cache.states},
+                       tmp / "candidate_cache.pt")
+            (tmp / "config.yaml").write_text(to_yaml(self.cfg))
+
+        self.checkpoints.save(self.step, write, {"sampler_rng": rng_state(self.rng), "phase": "critic"},
+                              extra_generators={"update": self.generator})
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from vla_parl.critic import QCritic
+
+        critic = self.accelerator.unwrap_model(self.critic)
+        tokenize = critic.encoder.instruction.tokenize if critic.encoder.instruction is not None else None
+        critic.load_state_dict(QCritic.load(path / "critic", tokenize=tokenize).state_dict())
+        self.optimizer.load_state_dict(torch.load(path / "critic_optimizer.pt", weights_only=False))
+        saved = torch.load(path / "candidate_cache.pt", weights_only=False)
+        self.pool, self.cache.candidates, self.cache.states = saved["pool"], saved["candidates"], saved["states"]
+        state = self.checkpoints.load(path, extra_generators={"update": self.generator})
+        set_rng_state(self.rng, state["sampler_rng"])
+        self.step = state["step"]
+
+    def export(self, directory: Path | None = None) -> Path:
+        directory = directory or self.run_dir / "final" / "critic"
+        if self.accelerator.is_main_process:
+            self.accelerator.unwrap_model(self.critic).save(directory)
+        return directory
+
+    def cleanup(self) -> None:
+        self.logger.close()
+        self.buffer.close()
+
+
+def main(cfg: CriticConfig, run_dir: str | Path, resume: bool = False) -> int:
+    recipe = CriticRecipe(cfg, run_dir, resume=resume)
+    recipe.setup()
+    recipe.train()
+    if recipe.step >= cfg.optim.steps:
+        recipe.export()
+    recipe.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    from vla_parl.cli.run import run_module_main
+
+    sys.exit(run_module_main("critic"))

@@ -1,0 +1,179 @@
+"""Behaviour cloning of OpenVLA (LoRA or full fine-tune) on tabletop demos, an RLDS dataset or CALVIN.
+
+    vla-parl run sft --config sft_tabletop --output-dir runs/sft
+    vla-parl run sft --config sft_bridge_7b data.path=/data/oxe
+    accelerate launch --config_file <configs/accelerate/ddp.yaml> -m vla_parl.recipes.sft --config sft_bridge_7b
+
+Loss: the official OpenVLA fine-tuning loss — cross-entropy on the 7 action tokens plus EOS, actions
+normalised with the dataset's q01/q99 statistics (saved into the model, so serving un-normalises alike).
+Output: `<run>/final/model` (LoRA merged; `OpenVLA.from_pretrained`-loadable), checkpoints under
+`<run>/checkpoints/` (adapter or weights, optimizer, sampler RNG), `metrics.jsonl`, `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_parl.config.schema import to_dict, to_yaml
+from vla_parl.recipes._configs import SFTConfig
+from vla_parl.training import CheckpointManager, MetricLogger
+from vla_parl.training.builders import build_model, make_accelerator, rng_state, set_rng_state, trim_metrics
+from vla_parl.training.data import batch_to_observation, episode_statistics, load_episodes, open_offline_buffer
+
+__all__ = ["SFTRecipe", "main"]
+
+
+class SFTRecipe:
+    def __init__(self, cfg: SFTConfig, run_dir: str | Path, *, resume: bool = False,
+                 episodes: list[dict[str, Any]] | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self._episodes = episodes
+        self.step = 0
+
+    # ---- setup: accelerator → data statistics → model (+LoRA) → optimizer → data → logging → resume ----------
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        self.accelerator = make_accelerator(cfg.run, cfg.optim.grad_accum)
+        torch.manual_seed(cfg.run.seed)
+        if self._episodes is None and not (self.run_dir / "data" / "offline" / "complete").is_file():
+            self._episodes = load_episodes(cfg.data, progress=cfg.run.progress)
+        stats_path = self.run_dir / "data" / "statistics.json"
+        if stats_path.is_file():
+            from vla_parl.data import load_statistics
+
+            stats = load_statistics(stats_path)
+        else:
+            from vla_parl.data import save_statistics
+
+            stats = episode_statistics(self._episodes, cfg.model.unnorm_key)
+            save_statistics(stats_path, stats)
+        self.model = build_model(cfg.model, norm_stats=stats, device=self.accelerator.device)
+        if cfg.lora.enabled:
+            from vla_parl.models.openvla.lora import LoraSettings, apply_lora
+
+            apply_lora(self.model, LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                                                include_vision=cfg.lora.include_vision))
+        self.core = self.model
+        normalizer = self.model.action_normalizer(cfg.model.unnorm_key)
+        self.buffer = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
+                                          normalizer.normalize, cfg.data.gamma)
+        self._episodes = None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.rng = np.random.default_rng([cfg.run.seed, self.accelerator.process_index])
+        self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
+        latest = self.checkpoints.latest() if self.resume else None
+        if latest is not None:
+            self._load_checkpoint(latest)
+            trim_metrics(self.run_dir, self.step)
+        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb and self.accelerator.is_main_process,
+                                   run_name=self.run_dir.name, config=to_dict(cfg))
+
+    def _load_checkpoint(self, path: Path) -> None:
+        self.accelerator.unwrap_model(self.model).load_state_dict(
+            torch.load(path / "trainable.pt", weights_only=True), strict=False)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        state = self.checkpoints.load(path)
+        set_rng_state(self.rng, state["sampler_rng"])
+        self.step = state["step"]
+
+    # ---- train ---------------------------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, Any]) -> Any:
+        """Cross-entropy on the action tokens of the (normalised) dataset actions, through the prepared model."""
+        obs = batch_to_observation(batch["obs"], use_state=False)
+        tokens = self.core.action_tokenizer.encode(torch.from_numpy(batch["action"]))
+        images = list(obs.images.numpy())
+        inputs = self.core.processor.training_batch(images, obs.instructions, tokens).to(self.accelerator.device)
+        return self.model(inputs.input_ids, inputs.pixel_values, inputs.attention_mask, labels=inputs.labels)
+
+    def train(self) -> None:
+        cfg = self.cfg
+        self.model.train()
+        total = cfg.optim.steps
+        stop = total if cfg.run.stop_after is None else min(total, cfg.run.stop_after)
+        progress = _progress(cfg.run.progress and self.accelerator.is_main_process, total, self.step, "sft")
+        while self.step < stop:
+            start = time.perf_counter()
+            for _ in range(cfg.optim.grad_accum):
+                batch = self.buffer.sample(cfg.optim.batch_size, self.rng)
+                with self.accelerator.accumulate(self.model), self.accelerator.autocast():
+                    out = self.loss(batch)
+                    self.accelerator.backward(out.loss)
+                    if self.accelerator.sync_gradients and cfg.optim.max_grad_norm:
+                        self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            progress.update(1)
+            if self.step % cfg.run.log_every == 0 or self.step == total:
+                self.logger.log(self.step, {"sft/loss": float(out.loss.detach()),
+                                            "sft/action_accuracy": float(out.action_accuracy),
+                                            "sft/action_l1": float(out.action_l1),
+                                            "sft/step_time": time.perf_counter() - start}, phase="sft")
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == total:
+                self.save_checkpoint()
+        progress.close()
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        core = self.accelerator.unwrap_model(self.model)
+        trainable = {n for n, p in core.named_parameters() if p.requires_grad}
+
+        def write(tmp: Path) -> None:
+            torch.save({k: v for k, v in core.state_dict().items() if k in trainable}, tmp / "trainable.pt")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            (tmp / "config.yaml").write_text(to_yaml(self.cfg))
+
+        self.checkpoints.save(self.step, write, {"sampler_rng": rng_state(self.rng), "phase": "sft"})
+
+    def export(self, directory: Path | None = None) -> Path:
+        """The servable model (LoRA merged into a copy-free unwrap): `<run>/final/model`."""
+        from vla_parl.models.openvla.lora import has_lora, merge_lora
+
+        directory = directory or self.run_dir / "final" / "model"
+        core = self.accelerator.unwrap_model(self.model)
+        if self.accelerator.is_main_process:
+            if has_lora(core):
+                merge_lora(core)
+            core.save_pretrained(directory)
+        return directory
+
+    def cleanup(self) -> None:
+        self.logger.close()
+        self.buffer.close()
+
+
+def _progress(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def main(cfg: SFTConfig, run_dir: str | Path, resume: bool = False) -> int:
+    recipe = SFTRecipe(cfg, run_dir, resume=resume)
+    recipe.setup()
+    recipe.train()
+    if recipe.step >= cfg.optim.steps:
+        recipe.export()
+    recipe.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    from vla_parl.cli.run import run_module_main
+
+    sys.exit(run_module_main("sft"))

@@ -1,0 +1,68 @@
+"""Wilson intervals and the demo's summary/report, on hand-computed numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vla_parl.demo.report import write_report, write_rollout_gif, write_summary
+from vla_parl.eval.tabletop import EvalResult, wilson_interval
+
+
+def test_wilson_interval_matches_the_formula():
+    # p = 0.5, n = 10, z = 1.96: centre = (0.5 + 0.19208) / 1.38416 = 0.5;
+    # half = 1.96 * sqrt(0.025 + 0.0096040) / 1.38416 = 0.26340  →  (0.2366, 0.7634)
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    # 0 of 20: low = 0, high = z² / n / (1 + z² / n) = 0.19208 / 1.19208 = 0.16113
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.16113, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_summary_pools_seeds_and_reports_the_gain(tmp_path):
+    def row(successes, n=10):
+        return EvalResult(successes=[True] * successes + [False] * (n - successes), lengths=[5] * n).summary()
+
+    results = {0: {"sft": row(3), "online": row(6)}, 1: {"sft": row(4), "online": row(8)}}
+    wall = {0: {"sft": 10.0, "parl_total": 20.0}, 1: {"sft": 11.0, "parl_total": 21.0}}
+    summary = write_summary(tmp_path / "summary.json", {"seeds": [0, 1]}, results, wall, 62.0)
+    assert summary["mean"]["sft"]["successes"] == 7 and summary["mean"]["sft"]["episodes"] == 20
+    assert summary["mean"]["online"]["seed_mean"] == pytest.approx(0.7)
+    assert summary["online_minus_sft_points"] == pytest.approx(35.0)   # (0.6 + 0.8)/2 − (0.3 + 0.4)/2
+    assert json.loads((tmp_path / "summary.json").read_text())["total_wall_time_s"] == 62.0
+    write_report(tmp_path / "report.md", summary, "vla-parl run demo seeds=[0,1]", ["note"])
+    text = (tmp_path / "report.md").read_text()
+    assert "| online PA-RL | 60% (6/10; 31–83) | 80% (8/10; 49–94) | 70.0% |" in text
+    assert "+35.0 points" in text
+
+
+def test_rollout_gif_pads_shorter_episodes(tmp_path):
+    import imageio.v2 as imageio
+
+    before = [np.zeros((3, 8, 8, 3), np.uint8)]
+    after = [np.stack([np.full((8, 8, 3), 40 * t, np.uint8) for t in range(5)])]   # 5 distinct frames
+    path = write_rollout_gif(tmp_path / "r.gif", before, after, scale=2)
+    frames = imageio.mimread(path)
+    assert len(frames) == 5 and frames[0].shape[:2] == (16, 40)   # 8 + 4 gap + 8 columns, ×2
+    assert frames[-1][0, 0, 0] == 0 and frames[-1][0, -1, 0] == 160   # left padded with its last frame
+
+
+def test_merge_runs_combines_seeds_from_separate_run_dirs(tmp_path):
+    from vla_parl.demo.merge import merge_runs
+
+    def row(successes, n=10):
+        return EvalResult(successes=[True] * successes + [False] * (n - successes), lengths=[5] * n).summary()
+
+    for seed, (sft, online) in {0: (2, 5), 1: (3, 7)}.items():
+        run = tmp_path / f"s{seed}"
+        run.mkdir()
+        (run / "demo_state.json").write_text(json.dumps({"results": {str(seed): {"sft": row(sft), "online": row(online)}},
+                                                         "wall": {str(seed): {"sft": 1.0}}}))
+    summary = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
+    assert summary["mean"]["sft"]["successes"] == 5 and summary["online_minus_sft_points"] == pytest.approx(35.0)
+    assert "seed 0 | seed 1" in (tmp_path / "merged" / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        merge_runs([tmp_path / "s0", tmp_path / "s0"], tmp_path / "again")

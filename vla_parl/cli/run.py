@@ -1,0 +1,195 @@
+"""`vla-parl run RECIPE`, `vla-parl ls`, `vla-parl cp CONFIG DEST`: recipes and their built-in configs.
+
+Recipes live in `vla_parl.recipes` (`recipes/<name>.py` in the source tree) and configs in
+`vla_parl.configs` (`configs/**.yaml`), so both work from a non-editable install. A config is validated
+against its recipe's dataclass (`vla_parl.recipes._configs`) before torch is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "list_recipes", "list_configs", "resolve_config", "load_recipe_config", "run_module_main"]
+
+
+def list_recipes() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name[:-3] for p in files("vla_parl.recipes").iterdir()
+                  if p.name.endswith(".py") and not p.name.startswith("_"))
+
+
+def list_configs() -> dict[str, Any]:
+    """Built-in config name (path under configs/ without .yaml) → resource."""
+    from importlib.resources import files
+
+    found: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in node.iterdir():
+            if child.is_dir() and not child.name.startswith(("_", ".")):
+                walk(child, f"{prefix}{child.name}/")
+            elif child.name.endswith(".yaml"):
+                found[prefix + child.name[:-5]] = child
+
+    walk(files("vla_parl.configs"), "")
+    return dict(sorted(found.items()))
+
+
+def _config_recipe(resource: Any) -> str | None:
+    for line in resource.read_text().splitlines():
+        if line.startswith("recipe:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def resolve_config(name_or_path: str) -> Path:
+    """A file path, or the name of a built-in config (`demo`, `accelerate/fsdp`, ...)."""
+    from vla_parl.errors import ConfigError
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    configs = list_configs()
+    key = name_or_path[:-5] if name_or_path.endswith(".yaml") else name_or_path
+    if key in configs:
+        return Path(str(configs[key]))
+    import difflib
+
+    close = difflib.get_close_matches(key, list(configs), n=1, cutoff=0.4)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"config {name_or_path!r} is neither a file nor a built-in config{hint} "
+                      f"(see `vla-parl ls`)")
+
+
+def load_recipe_config(recipe: str, config: str | None, overrides: list[str], output_dir: Path | None = None,
+                       resume: bool = False) -> Any:
+    """Validated config dataclass of `recipe` (torch-free)."""
+    from vla_parl.config.schema import load_config
+    from vla_parl.errors import ConfigError
+    from vla_parl.recipes._configs import DEFAULT_CONFIGS, RECIPE_CONFIGS
+
+    if recipe not in RECIPE_CONFIGS:
+        import difflib
+
+        close = difflib.get_close_matches(recipe, list(RECIPE_CONFIGS), n=1, cutoff=0.4)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown recipe {recipe!r}{hint} Recipes: {sorted(RECIPE_CONFIGS)}")
+    if config is None and resume and output_dir is not None and (output_dir / "config.yaml").is_file():
+        path = output_dir / "config.yaml"      # the resolved config of the run being resumed
+    else:
+        path = resolve_config(config or DEFAULT_CONFIGS[recipe])
+    import yaml
+
+    try:
+        declared = (yaml.safe_load(path.read_text()) or {}).get("recipe", recipe)
+    except (yaml.YAMLError, AttributeError):
+        declared = recipe          # load_config reports the malformed file
+    if declared != recipe:
+        raise ConfigError(f"{path} is a config for recipe '{declared}', not '{recipe}': "
+                          f"run `vla-parl run {declared} --config {config}`")
+    return load_config(RECIPE_CONFIGS[recipe], path, overrides)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run", help="run a training recipe (sft, critic, parl, demo) with a config and key=value overrides",
+        description="Run a recipe. Examples:\n  vla-parl run demo\n  vla-parl run demo seeds=[0,1,2]\n"
+                    "  vla-parl run sft --config sft_tabletop --output-dir runs/sft optim.steps=200\n"
+                    "  vla-parl run sft --output-dir runs/sft --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("recipe", metavar="RECIPE", help="sft | critic | parl | demo (see `vla-parl ls`)")
+    run.add_argument("--config", default=None,
+                     help="a YAML file or a built-in config name (default: the recipe's default config; "
+                          "with --resume: the run's saved config.yaml)")
+    run.add_argument("--output-dir", default=None, type=Path, help="run directory (default: runs/<recipe>)")
+    run.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    run.add_argument("overrides", nargs=argparse.REMAINDER, metavar="KEY=VALUE",
+                     help="config overrides, e.g. optim.lr=1e-4 seeds=[0,1,2]")
+    run.set_defaults(handler=_run, run_parser=run)
+
+    ls = subparsers.add_parser("ls", help="list recipes and built-in configs",
+                               description="List the recipes and the built-in configs (with their recipe).")
+    ls.set_defaults(handler=_ls)
+
+    cp = subparsers.add_parser("cp", help="copy a built-in config to a file to edit",
+                               description="Copy a built-in config (see `vla-parl ls`) to DEST.")
+    cp.add_argument("config", metavar="CONFIG", help="built-in config name, e.g. demo or accelerate/fsdp")
+    cp.add_argument("dest", metavar="DEST", type=Path, help="destination file or directory")
+    cp.add_argument("--force", action="store_true", help="overwrite DEST if it exists")
+    cp.set_defaults(handler=_cp)
+
+
+def _split_overrides(args: argparse.Namespace) -> None:
+    """Options may follow the overrides (`run demo seeds=[0] --output-dir d`): pick them out."""
+    from vla_parl.errors import ConfigError
+
+    late = argparse.ArgumentParser(add_help=False)
+    late.add_argument("--config", default=None)
+    late.add_argument("--output-dir", default=None, type=Path)
+    late.add_argument("--resume", action="store_true")
+    found, rest = late.parse_known_args(args.overrides)
+    args.config = found.config or args.config
+    args.output_dir = found.output_dir or args.output_dir
+    args.resume = args.resume or found.resume
+    bad = [item for item in rest if "=" not in item or item.startswith("-")]
+    if bad:
+        raise ConfigError(f"unexpected argument(s) {bad}: overrides are KEY=VALUE (e.g. optim.lr=1e-4); "
+                          "options are --config, --output-dir, --resume")
+    args.overrides = rest
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vla_parl.errors import ConfigError
+
+    if any(item in ("-h", "--help") for item in args.overrides):   # `vla-parl run demo --help`
+        args.run_parser.print_help()
+        return 0
+    _split_overrides(args)
+
+    output_dir = args.output_dir or Path("runs") / args.recipe
+    if args.resume and not (output_dir / "checkpoints").is_dir() and not (output_dir / "config.yaml").is_file():
+        raise ConfigError(f"--resume: {output_dir} holds no run to resume (no checkpoints/); drop --resume or "
+                          f"point --output-dir at an earlier run")
+    cfg = load_recipe_config(args.recipe, args.config, args.overrides, output_dir, args.resume)
+    import importlib
+
+    module = importlib.import_module(f"vla_parl.recipes.{args.recipe}")
+    return int(module.main(cfg, output_dir, resume=args.resume) or 0)
+
+
+def run_module_main(recipe: str, argv: list[str] | None = None) -> int:
+    """`python -m vla_parl.recipes.<name> [--config ...] [k=v ...]` (what `accelerate launch -m` runs)."""
+    from vla_parl.cli.main import main
+
+    return main(["run", recipe, *(sys.argv[1:] if argv is None else argv)])
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from vla_parl.recipes._configs import DEFAULT_CONFIGS
+
+    print("recipes:")
+    for name in list_recipes():
+        print(f"  {name:<10} default config: {DEFAULT_CONFIGS.get(name, '-')}")
+    print("configs:")
+    for name, resource in list_configs().items():
+        recipe = _config_recipe(resource) or ("accelerate" if name.startswith("accelerate/") else "-")
+        print(f"  {name:<28} {recipe}")
+    return 0
+
+
+def _cp(args: argparse.Namespace) -> int:
+    from vla_parl.errors import ConfigError
+
+    source = resolve_config(args.config)
+    dest = args.dest / source.name if args.dest.is_dir() else args.dest
+    if dest.exists() and not args.force:
+        raise ConfigError(f"{dest} exists; pass --force to overwrite it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    print(f"copied {args.config} to {dest}")
+    return 0

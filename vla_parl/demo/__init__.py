@@ -1,0 +1,1 @@
+"""Demo-only machinery: report, summary, learning curves and rollout GIFs of `vla-parl run demo`."""
