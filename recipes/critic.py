@@ -27,7 +27,7 @@ from vla_parl.recipes._configs import CriticConfig
 from vla_parl.training import CheckpointManager, MetricLogger
 from vla_parl.training.builders import (CandidateCache, build_critic, build_model, make_accelerator, rng_state,
                                         set_rng_state, trim_metrics)
-from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_buffer
+from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_buffer_on_ranks
 
 __all__ = ["CriticRecipe", "main"]
 
@@ -48,19 +48,19 @@ class CriticRecipe:
         from vla_parl.policy.openvla import OpenVLAPolicy
 
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         self.accelerator = make_accelerator(cfg.run)
+        if self.accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         torch.manual_seed(cfg.run.seed)
         model = self.policy_model or build_model(cfg.model, source=cfg.policy, device=self.accelerator.device)
         model.requires_grad_(False)
         self.policy = OpenVLAPolicy(model.eval(), unnorm_key=cfg.model.unnorm_key)
-        if self._episodes is None and not (self.run_dir / "data" / "offline" / "complete").is_file():
-            self._episodes = load_episodes(cfg.data, progress=cfg.run.progress)
-        normalizer = model.action_normalizer(cfg.model.unnorm_key)
-        self.buffer = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
-                                          normalizer.normalize, cfg.data.gamma)
-        self._episodes = None
+        episodes, self._episodes = self._episodes, None
+        self.buffer = open_offline_buffer_on_ranks(
+            self.accelerator, self.run_dir / "data" / "offline",
+            lambda: episodes if episodes is not None else load_episodes(cfg.data, progress=cfg.run.progress),
+            model.action_normalizer(cfg.model.unnorm_key).normalize, cfg.data.gamma)
         example = self.buffer.sample(1, np.random.default_rng(0))["obs"]
         self.use_state = cfg.critic.privileged_state
         self.critic = build_critic(cfg.critic, model.processor.tokenizer, action_dim=self.policy.action_dim,
@@ -88,7 +88,7 @@ class CriticRecipe:
             trim_metrics(self.run_dir, self.step)
         else:
             self._build_pool()
-        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb and self.accelerator.is_main_process,
+        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
                                    run_name=self.run_dir.name, config=to_dict(cfg))
 
     def _build_pool(self) -> None:

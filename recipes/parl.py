@@ -31,7 +31,8 @@ from vla_parl.recipes._configs import ParlConfig
 from vla_parl.training import CheckpointManager, MetricLogger
 from vla_parl.training.builders import (CandidateCache, build_critic, build_model, make_accelerator, rng_state,
                                         set_rng_state, trim_metrics)
-from vla_parl.training.data import batch_to_observation, episodes_to_buffer, load_episodes, open_offline_buffer
+from vla_parl.training.data import (batch_to_observation, episodes_to_buffer, load_episodes,
+                                     open_offline_buffer_on_ranks)
 
 __all__ = ["ParlRecipe", "main"]
 
@@ -63,9 +64,11 @@ class ParlRecipe:
 
             raise ConfigError("online PA-RL collects episodes in the built-in simulator: use data.kind=tabletop or "
                               "online.rounds=0 (offline PA-RL only)")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         self.accelerator = make_accelerator(cfg.run)
+        main = self.accelerator.is_main_process
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         torch.manual_seed(cfg.run.seed)
         model = self.policy_model or build_model(cfg.model, source=cfg.policy, device=self.accelerator.device)
         if cfg.lora.enabled:
@@ -76,13 +79,15 @@ class ParlRecipe:
         else:
             model.requires_grad_(True)
         self.policy = OpenVLAPolicy(model, unnorm_key=cfg.model.unnorm_key)
-        if self._episodes is None and not (self.run_dir / "data" / "offline" / "complete").is_file():
-            self._episodes = load_episodes(cfg.data, progress=cfg.run.progress)
         self.normalizer = model.action_normalizer(cfg.model.unnorm_key)
-        self.offline = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
-                                           self.normalizer.normalize, cfg.data.gamma)
-        self._episodes = None
-        self.online = ReplayBuffer(self.run_dir / "replay" / "online", gamma=cfg.data.gamma)
+        episodes, self._episodes = self._episodes, None
+        self.offline = open_offline_buffer_on_ranks(
+            self.accelerator, self.run_dir / "data" / "offline",
+            lambda: episodes if episodes is not None else load_episodes(cfg.data, progress=cfg.run.progress),
+            self.normalizer.normalize, cfg.data.gamma)
+        rank = self.accelerator.process_index
+        online_dir = "online" if self.accelerator.num_processes == 1 else f"online_rank{rank}"
+        self.online = ReplayBuffer(self.run_dir / "replay" / online_dir, gamma=cfg.data.gamma)
         example = self.offline.sample(1, np.random.default_rng(0))["obs"]
         self.use_state = cfg.critic.privileged_state
         self.critic = self.initial_critic or build_critic(
@@ -93,6 +98,12 @@ class ParlRecipe:
         critic_optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.critic_optim.lr)
         self.model, self.policy_optimizer, self.critic, self.critic_optimizer = self.accelerator.prepare(
             model, policy_optimizer, self.critic, critic_optimizer)
+        if self.accelerator.num_processes > 1:
+            # distillation runs through the DDP wrapper (gradients all-reduced); sampling gathers FSDP2 shards
+            from vla_parl.distributed import DistributedOpenVLAPolicy
+
+            self.policy = DistributedOpenVLAPolicy(model, wrapper=self.model if self.model is not model else None,
+                                                   unnorm_key=cfg.model.unnorm_key)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         self.rng = np.random.default_rng([cfg.run.seed, self.accelerator.process_index])
         num_cached = max(cfg.parl.num_samples, cfg.objective.num_samples)
@@ -116,7 +127,7 @@ class ParlRecipe:
         if latest is not None:
             self._load_checkpoint(latest)
             trim_metrics(self.run_dir, self.step)
-        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb and self.accelerator.is_main_process,
+        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
                                    run_name=self.run_dir.name, config=to_dict(cfg))
 
     def _policy_optimizer(self) -> torch.optim.Optimizer:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vla_parl.config.schema import to_dict, to_yaml
+from vla_parl.models.openvla.normalization import ActionNormalizer
 from vla_parl.recipes._configs import SFTConfig
 from vla_parl.training import CheckpointManager, MetricLogger
 from vla_parl.training.builders import build_model, make_accelerator, rng_state, set_rng_state, trim_metrics
@@ -41,22 +42,28 @@ class SFTRecipe:
     # ---- setup: accelerator → data statistics → model (+LoRA) → optimizer → data → logging → resume ----------
     def setup(self) -> None:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         self.accelerator = make_accelerator(cfg.run, cfg.optim.grad_accum)
+        main = self.accelerator.is_main_process
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
         torch.manual_seed(cfg.run.seed)
-        if self._episodes is None and not (self.run_dir / "data" / "offline" / "complete").is_file():
-            self._episodes = load_episodes(cfg.data, progress=cfg.run.progress)
         stats_path = self.run_dir / "data" / "statistics.json"
-        if stats_path.is_file():
-            from vla_parl.data import load_statistics
+        with self.accelerator.main_process_first():  # the main rank reads the data once; the others reuse it
+            if main and self._episodes is None and not (self.run_dir / "data" / "offline" / "complete").is_file():
+                self._episodes = load_episodes(cfg.data, progress=cfg.run.progress)
+            if stats_path.is_file():
+                from vla_parl.data import load_statistics
 
-            stats = load_statistics(stats_path)
-        else:
-            from vla_parl.data import save_statistics
+                stats = load_statistics(stats_path)
+            else:
+                from vla_parl.data import save_statistics
 
-            stats = episode_statistics(self._episodes, cfg.model.unnorm_key)
-            save_statistics(stats_path, stats)
+                stats = episode_statistics(self._episodes, cfg.model.unnorm_key)
+                save_statistics(stats_path, stats)
+            normalize = ActionNormalizer.from_norm_stats(stats, cfg.model.unnorm_key).normalize
+            self.buffer = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
+                                              normalize, cfg.data.gamma, readonly=not main)
         self.model = build_model(cfg.model, norm_stats=stats, device=self.accelerator.device)
         if cfg.lora.enabled:
             from vla_parl.models.openvla.lora import LoraSettings, apply_lora
@@ -64,9 +71,6 @@ class SFTRecipe:
             apply_lora(self.model, LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
                                                 include_vision=cfg.lora.include_vision))
         self.core = self.model
-        normalizer = self.model.action_normalizer(cfg.model.unnorm_key)
-        self.buffer = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
-                                          normalizer.normalize, cfg.data.gamma)
         self._episodes = None
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -77,7 +81,7 @@ class SFTRecipe:
         if latest is not None:
             self._load_checkpoint(latest)
             trim_metrics(self.run_dir, self.step)
-        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb and self.accelerator.is_main_process,
+        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
                                    run_name=self.run_dir.name, config=to_dict(cfg))
 
     def _load_checkpoint(self, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`vla-parl eval bridge ...`: offline evaluation of a checkpoint on a held-out RLDS split."""
+"""`vla-parl eval calvin|bridge|tabletop`: evaluate a checkpoint (CALVIN protocol, RLDS offline metrics, simulator)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate a policy (bridge: offline action metrics on RLDS data)",
+    parser = subparsers.add_parser("eval", help="evaluate a policy: calvin (long-horizon), bridge (offline), tabletop",
                                    description="Evaluate a policy checkpoint.")
     kinds = parser.add_subparsers(dest="eval_kind", metavar="KIND")
     bridge = kinds.add_parser("bridge", help="action-token accuracy, L1/MSE per dim, gripper accuracy on RLDS data",
@@ -46,6 +46,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calvin.add_argument("--device", default="cpu")
     calvin.add_argument("--output-dir", required=True)
     calvin.set_defaults(handler=_calvin)
+
+    tabletop = kinds.add_parser("tabletop", help="success rate on the built-in simulator (seeded episodes, 95%% CI)",
+                                description="Success rate of a checkpoint on the built-in pybullet tabletop over a "
+                                            "fixed set of seeded episodes, greedy or critic-re-ranked.")
+    tabletop.add_argument("--checkpoint", required=True, help="OpenVLA checkpoint dir (e.g. runs/demo/final/model)")
+    tabletop.add_argument("--task", default="reach", choices=["reach", "push", "lift"])
+    tabletop.add_argument("--episodes", type=int, default=40)
+    tabletop.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
+    tabletop.add_argument("--unnorm-key", default=None)
+    tabletop.add_argument("--critic", default=None, help="critic dir: act by re-ranking + local steps (PA-RL operator)")
+    tabletop.add_argument("--num-samples", type=int, default=16)
+    tabletop.add_argument("--top-k", type=int, default=4)
+    tabletop.add_argument("--local-steps", type=int, default=10)
+    tabletop.add_argument("--step-size", type=float, default=0.05)
+    tabletop.add_argument("--image-size", type=int, default=56, help="rendered frame size the policy sees")
+    tabletop.add_argument("--max-episode-steps", type=int, default=25)
+    tabletop.add_argument("--gif", type=int, default=0, help="record the first N episodes as rollout GIFs")
+    tabletop.add_argument("--output-dir", required=True)
+    tabletop.set_defaults(handler=_tabletop)
 
 
 def _bridge(args: argparse.Namespace) -> int:
@@ -110,4 +129,42 @@ def _calvin(args: argparse.Namespace) -> int:
     print(f"average length {summary['avg_seq_len']:.3f}; success@1..5 "
           + " ".join(f"{v:.3f}" for v in summary["chain_sr"].values()))
     print(f"wrote {args.output_dir}/results.json")
+    return 0
+
+
+def _tabletop(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from vla_parl.eval.tabletop import evaluate_tabletop, greedy_actor, reranking_actor
+    from vla_parl.models import OpenVLA
+    from vla_parl.policy.openvla import OpenVLAPolicy
+
+    model = OpenVLA.from_pretrained(args.checkpoint)
+    policy = OpenVLAPolicy(model, unnorm_key=args.unnorm_key)
+    if args.critic:
+        from vla_parl.critic import QCritic
+        from vla_parl.parl import ActionOptimizer
+
+        critic = QCritic.load(args.critic, tokenize=model.processor.tokenizer.encode_batch).eval()
+        optimizer = ActionOptimizer(top_k=args.top_k, num_steps=args.local_steps, step_size=args.step_size)
+        act, mode = reranking_actor(policy, critic, optimizer, args.num_samples, seed=args.seed), "refined"
+    else:
+        act, mode = greedy_actor(policy), "greedy"
+    result = evaluate_tabletop(act, task=args.task, episodes=args.episodes, seed=args.seed,
+                               unnormalize=policy.unnormalize, image_size=args.image_size,
+                               max_episode_steps=args.max_episode_steps, record=args.gif)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"task": args.task, "mode": mode, "checkpoint": str(args.checkpoint), **result.summary()}
+    (out / "tabletop_results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if result.frames:
+        import imageio.v2 as imageio
+
+        for i, frames in enumerate(result.frames):
+            imageio.mimsave(out / f"rollout_{i}.gif", list(frames), duration=0.1, loop=0)
+    low, high = result.interval
+    print(f"{args.task} ({mode}): success {100 * result.success_rate:.1f}% "
+          f"({summary['successes']}/{result.episodes}, 95% CI {100 * low:.0f}–{100 * high:.0f}%)")
+    print(f"wrote {out / 'tabletop_results.json'}")
     return 0

@@ -22,11 +22,14 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def make_accelerator(run: Any, grad_accum: int = 1) -> Any:
-    from accelerate import Accelerator
+    """The run's Accelerator. Under DDP, unused parameters are allowed: OpenVLA reads its ViTs' penultimate
+    block, so the last block, final norm and pooling head never get gradients (nor a CQL critic's V head)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     if run.threads:
         torch.set_num_threads(run.threads)
-    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=run.mixed_precision)
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=run.mixed_precision,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
 def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | None = None,

@@ -123,13 +123,19 @@ def episodes_to_buffer(episodes: list[dict[str, Any]], buffer: Any, normalize: A
                            info={"success": bool(ep.get("success", False))})
 
 
-def open_offline_buffer(root: Path, episodes_fn: Any, normalize: Any, gamma: float) -> Any:
-    """The offline data as a replay buffer at `root`, built once (a `complete` marker guards reuse)."""
+def open_offline_buffer(root: Path, episodes_fn: Any, normalize: Any, gamma: float, readonly: bool = False) -> Any:
+    """The offline data as a replay buffer at `root`, built once (a `complete` marker guards reuse).
+
+    `readonly=True` (non-main ranks, after the main rank built it) only opens the finished buffer."""
     import shutil
 
     from vla_parl.data import ReplayBuffer
 
     root = Path(root)
+    if readonly:
+        if not (root / "complete").is_file():
+            raise RuntimeError(f"{root} is not complete: build the offline buffer on the main process first")
+        return ReplayBuffer(root, gamma=gamma, readonly=True)
     if not (root / "complete").is_file():
         shutil.rmtree(root, ignore_errors=True)
         buffer = ReplayBuffer(root, gamma=gamma)
@@ -137,6 +143,17 @@ def open_offline_buffer(root: Path, episodes_fn: Any, normalize: Any, gamma: flo
         (root / "complete").write_text(json.dumps({"episodes": buffer.num_episodes}) + "\n")
         return buffer
     return ReplayBuffer(root, gamma=gamma)
+
+
+def open_offline_buffer_on_ranks(accelerator: Any, root: Path, load_episodes_fn: Any, normalize: Any,
+                                 gamma: float) -> Any:
+    """`open_offline_buffer` in a multi-process run: the main rank loads the episodes and builds the buffer
+    (only when it is not already complete), the other ranks wait and open it read-only."""
+    main = accelerator.is_main_process
+    with accelerator.main_process_first():
+        needed = main and not (Path(root) / "complete").is_file()
+        episodes = load_episodes_fn() if needed else None
+        return open_offline_buffer(root, lambda: episodes, normalize, gamma, readonly=not main)
 
 
 def batch_to_observation(obs: dict[str, Any], *, use_state: bool = True) -> Any:

@@ -14,11 +14,16 @@ __all__ = ["MetricLogger", "read_metrics"]
 
 class MetricLogger:
     def __init__(self, run_dir: str | Path, wandb: bool = False, project: str = "vla-parl",
-                 run_name: str | None = None, config: dict[str, Any] | None = None, wandb_mode: str = "offline") -> None:
+                 run_name: str | None = None, config: dict[str, Any] | None = None, wandb_mode: str = "offline",
+                 enabled: bool = True) -> None:
+        """`enabled=False` (e.g. on non-main ranks of a distributed run) makes `log` a no-op."""
         self.path = Path(run_dir) / "metrics.jsonl"
+        self.enabled = enabled
+        self._wandb = None
+        if not enabled:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", buffering=1)
-        self._wandb = None
         if wandb:
             try:
                 import wandb as wandb_module
@@ -30,6 +35,8 @@ class MetricLogger:
             self._wandb = wandb_module.init(project=project, name=run_name, config=config, dir=str(run_dir))
 
     def log(self, step: int, metrics: dict[str, Any], **tags: Any) -> None:
+        if not self.enabled:
+            return
         clean = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
                  for k, v in metrics.items()}
         record = {"step": step, "time": time.time(), **tags,
@@ -40,6 +47,8 @@ class MetricLogger:
                             step=step)
 
     def close(self) -> None:
+        if not self.enabled:
+            return
         self._file.close()
         if self._wandb is not None:
             self._wandb.finish()

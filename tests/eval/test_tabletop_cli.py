@@ -1,0 +1,33 @@
+"""`vla-parl eval tabletop`: greedy and critic-re-ranked success on seeded simulator episodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_eval_tabletop_greedy_and_refined(tmp_path):
+    from vla_parl.critic import QCritic
+    from vla_parl.critic.critic import CriticConfig
+    from vla_parl.models import openvla_tiny
+
+    openvla_tiny(image_size=56).save_pretrained(tmp_path / "ckpt")
+    QCritic(CriticConfig(action_dim=7, hidden_dims=(16,), image_size=32, image_feature_dim=8, vocab_size=64,
+                         instruction_dim=4, proprio_dim=7)).save(tmp_path / "critic")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "vla_parl.cli.main", "eval", "tabletop", "--checkpoint", str(tmp_path / "ckpt"),
+            "--episodes", "3", "--max-episode-steps", "4"]
+    greedy = subprocess.run([*base, "--gif", "1", "--output-dir", str(tmp_path / "greedy")], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert greedy.returncode == 0, greedy.stderr[-2000:]
+    summary = json.loads((tmp_path / "greedy" / "tabletop_results.json").read_text())
+    assert summary["episodes"] == 3 and summary["mode"] == "greedy" and 0 <= summary["success_rate"] <= 1
+    assert (tmp_path / "greedy" / "rollout_0.gif").stat().st_size > 0
+    refined = subprocess.run([*base, "--critic", str(tmp_path / "critic"), "--num-samples", "4", "--top-k", "2",
+                              "--local-steps", "1", "--output-dir", str(tmp_path / "refined")],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert refined.returncode == 0, refined.stderr[-2000:]
+    assert json.loads((tmp_path / "refined" / "tabletop_results.json").read_text())["mode"] == "refined"
+    assert "95% CI" in refined.stdout
