@@ -78,9 +78,7 @@ class OpenVLAProcessor:
         return ids
 
     def batch_prompt_ids(self, instructions: Sequence[str]) -> list[list[int]]:
-        for ins in instructions:
-            build_prompt(ins)  # type check with a clear message
-        encoded = self.tokenizer.encode_batch([build_prompt(i) for i in instructions])
+        encoded = self.tokenizer.encode_batch([build_prompt(i) for i in instructions])  # type-checks each
         space = self.tokenizer.space_token_id
         return [ids if ids[-1] == space else [*ids, space] for ids in encoded]
 
