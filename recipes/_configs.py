@@ -14,8 +14,8 @@ from typing import Literal, Optional
 from vla_parl.errors import ConfigError
 
 __all__ = ["ModelSection", "LoraSection", "DataSection", "OptimSection", "CriticSection", "ObjectiveSection",
-           "ActionOptSection", "RunSection", "SFTConfig", "CriticConfig", "ParlSection", "OnlineSection",
-           "ParlConfig", "EvalSection", "DemoConfig", "RECIPE_CONFIGS", "DEFAULT_CONFIGS"]
+           "ActionOptSection", "RunSection", "SFTConfig", "CriticConfig", "ParlSection", "CalvinOnlineSection",
+           "OnlineSection", "ParlConfig", "EvalSection", "DemoConfig", "RECIPE_CONFIGS", "DEFAULT_CONFIGS"]
 
 
 @dataclass
@@ -49,10 +49,15 @@ class DataSection:
     dataset_name: str = "bridge_orig"  # rlds only
     split: str = "train"               # rlds: TFDS split; calvin: training | validation
     max_episodes: Optional[int] = None  # rlds/calvin: read at most this many trajectories
+    # calvin: sparse (−1 per step, 0 at the annotated window's last frame) | parl (PA-RL's 4 target subtasks
+    # completed since the window's first frame − 4, as online.env=calvin_parl rewards)
+    reward: Literal["sparse", "parl"] = "sparse"
     # tabletop (the built-in simulator): scripted noisy-expert demonstrations
     task: Literal["reach", "push", "lift"] = "reach"
     num_episodes: int = 60
     expert_noise: float = 1.0
+    expert_speed: list[float] = field(default_factory=lambda: [1.0, 1.0])  # per-episode operator speed range
+    targets: Optional[list[str]] = None  # target block colours to draw from (default: all; the rest are distractors)
     max_episode_steps: int = 25
     env_image_size: int = 56
     seed: int = 0                      # reset seeds seed .. seed + num_episodes - 1
@@ -72,6 +77,19 @@ class DataSection:
             if self.privileged_state:
                 raise ConfigError(f"data.privileged_state=true needs the simulator; set data.privileged_state=false "
                                   f"for data.kind={self.kind}")
+        if len(self.expert_speed) != 2 or not 0 < self.expert_speed[0] <= self.expert_speed[1] <= 1:
+            raise ConfigError(f"data.expert_speed must be [low, high] with 0 < low <= high <= 1 (e.g. [0.3, 1.0]), "
+                              f"got {self.expert_speed}")
+        if self.targets is not None:
+            from vla_parl.envs.tabletop import BLOCK_COLORS
+
+            unknown = [c for c in self.targets if c not in BLOCK_COLORS] or ([] if self.targets else ["(empty)"])
+            if unknown:
+                raise ConfigError(f"data.targets has {', '.join(map(repr, unknown))}: use block colours from "
+                                  f"{list(BLOCK_COLORS)} (e.g. data.targets=[red]) or null for all")
+        if self.reward == "parl" and self.kind != "calvin":
+            raise ConfigError(f"data.reward=parl labels CALVIN data with PA-RL's subtask rewards; "
+                              f"data.kind={self.kind} takes data.reward=sparse")
         if self.num_episodes < 1:
             raise ConfigError(f"data.num_episodes must be >= 1, got {self.num_episodes}")
         if not 0.0 <= self.gamma < 1.0:
@@ -103,6 +121,9 @@ class RunSection:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     progress: bool = True
     threads: Optional[int] = None      # torch CPU threads (None: leave torch's default)
+    # multi-process: "auto" follows the launch (an Accelerate FSDP config → FSDP2, else DDP); "fsdp" shards
+    # the policy with FSDP2 under any launcher (plain torchrun too). Single-process runs ignore it.
+    distributed: Literal["auto", "fsdp"] = "auto"
 
     def __post_init__(self) -> None:
         if self.wandb:
@@ -181,16 +202,40 @@ class ParlSection:
     cache_states: int = 128            # states whose candidates are sampled per refresh
     offline_refreshes: int = 2
     critic_steps_per_refresh: int = 0  # offline critic steps (fresh policy samples) per refresh
+    # candidates drawn state by state, each with its own seed (a function of the refresh and the state's
+    # row): what a multi-process run always does (ranks sample their share of the states), so a 1-process
+    # run with true reproduces it; null = true with > 1 process, else false (one batched generator)
+    per_state_seeds: Optional[bool] = None
+
+
+@dataclass
+class CalvinOnlineSection:            # online.env=calvin_parl: vla_parl.rollout.CalvinParlAdapter
+    assets: Optional[str] = None       # CALVIN scene assets (calvin_env checkout); None: $CALVIN_ENV_DATA, ...
+    image_size: int = 200              # rgb_static resized to this; must match the offline data's images
+    max_steps: int = 360               # episode length (PA-RL: 360)
+    instruction: Optional[str] = None  # None: the official sentences of the four subtasks, joined
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1 or self.max_steps < 1:
+            raise ConfigError("online.calvin.image_size and online.calvin.max_steps must be >= 1")
+        if self.assets is not None and not Path(self.assets).expanduser().exists():
+            raise ConfigError(f"online.calvin.assets {self.assets!r} does not exist: point it at a calvin_env "
+                              "checkout (git clone https://github.com/mees/calvin_env) or set it to null to search "
+                              "$CALVIN_ENV_DATA")
 
 
 @dataclass
 class OnlineSection:
+    # where online episodes are collected: tabletop (the built-in simulator; task, image size and episode
+    # length from data.*) | calvin_parl (PA-RL's 4-task CALVIN setting on our CALVIN scene; see `calvin`)
+    env: Literal["tabletop", "calvin_parl"] = "tabletop"
     rounds: int = 3
     episodes_per_round: int = 16
     distill_steps_per_round: int = 15
     critic_steps_per_round: int = 10
     online_fraction: float = 0.5       # critic/distillation batches: half online replay, half offline data
     explore_temperature: float = 1.0   # policy sampling temperature when collecting (0 = greedy)
+    calvin: CalvinOnlineSection = field(default_factory=CalvinOnlineSection)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.online_fraction <= 1.0:
@@ -212,6 +257,23 @@ class ParlConfig:
     policy_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=2e-5, batch_size=16, steps=0))
     critic_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=64, steps=0))
     run: RunSection = field(default_factory=RunSection)
+
+    def __post_init__(self) -> None:
+        if self.online.rounds <= 0:
+            return
+        env, kind = self.online.env, self.data.kind
+        if env == "tabletop" and kind != "tabletop":
+            fix = ("set online.env=calvin_parl (PA-RL's CALVIN setting)" if kind == "calvin"
+                   else "no simulator goes with it: set online.rounds=0 (offline PA-RL only)")
+            raise ConfigError(f"online.env=tabletop collects in the built-in simulator, whose episodes do not mix "
+                              f"with data.kind={kind}: {fix}")
+        if env == "calvin_parl" and kind != "calvin":
+            other = "online.env=tabletop" if kind == "tabletop" else "online.rounds=0 (offline PA-RL only)"
+            raise ConfigError(f"online.env=calvin_parl mixes CALVIN-scene episodes with CALVIN offline data: set "
+                              f"data.kind=calvin (and data.path), or {other} for data.kind={kind}")
+        if env == "calvin_parl" and self.data.reward != "parl":
+            raise ConfigError("online.env=calvin_parl rewards (subtasks completed − 4) per step; label the offline "
+                              "data the same way: set data.reward=parl")
 
 
 @dataclass
@@ -247,6 +309,8 @@ class DemoConfig:
             raise ConfigError("seeds must list at least one seed, e.g. seeds=[0,1,2]")
         if self.data.kind != "tabletop":
             raise ConfigError("the demo runs on the built-in simulator: data.kind must be tabletop")
+        if self.online.env != "tabletop":
+            raise ConfigError("the demo runs on the built-in simulator: online.env must be tabletop")
 
 
 RECIPE_CONFIGS = {"sft": SFTConfig, "critic": CriticConfig, "parl": ParlConfig, "demo": DemoConfig}

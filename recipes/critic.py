@@ -28,6 +28,7 @@ from vla_parl.training import CheckpointManager, MetricLogger
 from vla_parl.training.builders import (CandidateCache, build_critic, build_model, make_accelerator, rng_state,
                                         set_rng_state, trim_metrics)
 from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_buffer_on_ranks
+from vla_parl.training.parallel import local_rows, mean_over_ranks, prepare_replicated
 
 __all__ = ["CriticRecipe", "main"]
 
@@ -67,9 +68,11 @@ class CriticRecipe:
                                    proprio_dim=example["proprio"].shape[1] if "proprio" in example else 0,
                                    state_dim=example["state"].shape[1] if "state" in example else 0)
         optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.optim.lr)
-        self.critic, self.optimizer = self.accelerator.prepare(self.critic, optimizer)
+        # DDP under every launch: even an FSDP config replicates the small critic (the policy is frozen here)
+        self.critic, self.optimizer = prepare_replicated(self.accelerator, self.critic, optimizer)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
-        self.rng = np.random.default_rng([cfg.run.seed, self.accelerator.process_index])
+        # the same generator on every rank: all draw the global batch, each trains on its own rows
+        self.rng = np.random.default_rng([cfg.run.seed, 0])
         self.cache = CandidateCache(self.policy, cfg.objective.num_samples)
         opt = cfg.action_optimizer
         self.action_optimizer = ActionOptimizer(top_k=opt.top_k, num_steps=opt.num_steps, step_size=opt.step_size,
@@ -85,7 +88,9 @@ class CriticRecipe:
         latest = self.checkpoints.latest() if self.resume else None
         if latest is not None:
             self._load_checkpoint(latest)
-            trim_metrics(self.run_dir, self.step)
+            if self.accelerator.is_main_process:
+                trim_metrics(self.run_dir, self.step)
+            self.accelerator.wait_for_everyone()
         else:
             self._build_pool()
         self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
@@ -128,8 +133,11 @@ class CriticRecipe:
         bar = tqdm(total=total, initial=self.step, desc="critic", leave=False,
                    disable=not (cfg.run.progress and self.accelerator.is_main_process))
         S = len(self.pool["action"])
+        global_batch = cfg.optim.batch_size * self.accelerator.num_processes
+        local = local_rows(global_batch)
         while self.step < stop:
-            stats = self.update.step(self.batch(self.rng.integers(0, S, size=cfg.optim.batch_size)))
+            rows = self.rng.integers(0, S, size=global_batch)
+            stats = mean_over_ranks(self.update.step(self.batch(rows if local is None else rows[local])))
             self.step += 1
             bar.update(1)
             if self.step % cfg.run.log_every == 0 or self.step == total:

@@ -30,23 +30,34 @@ from vla_parl.recipes._configs import CriticConfig, DemoConfig, ParlConfig, SFTC
 from vla_parl.training import MetricLogger
 from vla_parl.training.metrics import read_metrics
 
-__all__ = ["DemoRecipe", "main"]
+__all__ = ["DemoRecipe", "main", "setup_notes"]
 
-NOTES = [
-    "Task: `reach` in the built-in pybullet tabletop (3 coloured blocks, language instruction names the target); "
-    "56 px images; sparse reward −1 per step / 0 on success.",
-    "Demonstrations: the scripted expert with noise 1.0 (30–40 % success at 30 steps).",
-    "Policy: tiny OpenVLA (DINOv2+SigLIP tiny, 2-layer Llama, real 32064-token vocabulary), full fine-tune "
-    "(LoRA on a randomly initialised tiny model learns too slowly; `lora.enabled=true` switches to LoRA).",
-    "Critic: asymmetric — Q(s, a) reads the simulator's target-block position, the gripper proprio and the "
-    "instruction (the policy only sees the image and the instruction); Cal-QL pre-training on the demos.",
-    "PA-RL: N policy samples per state → top-k by Q → local gradient ascent on a → argmax; distilled with the "
-    "policy's own token cross-entropy. Candidates come from a cache refreshed from the current policy "
-    "(official PA-RL's caching workers). Online: rollouts of the policy (temperature sampling) go to a replay "
-    "buffer mixed 50/50 with the offline data.",
-    "Evaluation: greedy actions of the policy itself (SFT / offline / online / no-local rows); the V-GPS row "
-    "acts with the improvement operator over SFT samples.",
-]
+def setup_notes(config: dict[str, Any]) -> list[str]:
+    """The report's setup notes, read from the resolved config (`to_dict(DemoConfig)`)."""
+    d, opt, parl = config["data"], config["action_optimizer"], config["parl"]
+    targets = d.get("targets")
+    target_note = (f"the target is always the {' or '.join(targets)} block (the other blocks are distractors)"
+                   if targets else "the instruction names the target block")
+    return [
+        f"Task: `{d['task']}` in the built-in pybullet tabletop (3 coloured blocks; {target_note}); "
+        f"{d['env_image_size']} px images; {d['max_episode_steps']}-step episodes; sparse reward −1 per step, "
+        "0 on success.",
+        f"Demonstrations: {d['num_episodes']} episodes of the scripted expert with noise {d['expert_noise']} "
+        "(Gaussian noise on the translation and random-action mistakes; the measured expert success is printed "
+        "per seed).",
+        "Policy: tiny OpenVLA (DINOv2+SigLIP tiny, 2-layer Llama, real 32064-token vocabulary), "
+        + ("LoRA." if config["lora"]["enabled"] else "full fine-tune (LoRA on a randomly initialised tiny model "
+                                                      "learns too slowly; `lora.enabled=true` switches to LoRA)."),
+        "Critic: asymmetric — Q(s, a) reads the simulator's target-block position, the gripper proprio and the "
+        "instruction (the policy only sees the image and the instruction); Cal-QL pre-training on the demos.",
+        f"PA-RL: N = {parl['num_samples']} policy samples per state → top-{opt['top_k']} by Q → {opt['num_steps']} "
+        "local gradient-ascent steps on a → argmax; distilled with the policy's own token cross-entropy. "
+        "Candidates come from a cache refreshed from the current policy (official PA-RL's caching workers). "
+        "Online: rollouts of the policy (temperature sampling) go to a replay buffer mixed with the offline data.",
+        f"Evaluation: {config['eval']['episodes']} seeded episodes per row; greedy actions of the policy itself "
+        "(SFT / offline / online / no-local rows); the V-GPS row acts with the improvement operator over SFT "
+        "samples.",
+    ]
 
 
 class DemoRecipe:
@@ -118,7 +129,8 @@ class DemoRecipe:
         with tqdm(total=e.episodes, desc=f"eval {row}", leave=False, disable=not self.cfg.run.progress) as bar:
             result = evaluate_tabletop(act, task=d.task, episodes=e.episodes, seed=e.seed, unnormalize=unnormalize,
                                        image_size=d.env_image_size, max_episode_steps=d.max_episode_steps,
-                                       record=e.gif_episodes if record else 0, progress=bar.update)
+                                       targets=d.targets, record=e.gif_episodes if record else 0,
+                                       progress=bar.update)
         summary = result.summary()
         self.results.setdefault(seed, {})[row] = summary
         if record:
@@ -257,7 +269,7 @@ class DemoRecipe:
                                 time.perf_counter() - self.start)
         command = "vla-parl run demo" + (f" seeds=[{','.join(map(str, self.cfg.seeds))}]"
                                          if self.cfg.seeds != [0] else "")
-        write_report(self.run_dir / "report.md", summary, command, NOTES)
+        write_report(self.run_dir / "report.md", summary, command, setup_notes(to_dict(self.cfg)))
         plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"), summary, self.run_dir)
         if "sft" in self.frames and "online" in self.frames:
             write_rollout_gif(self.run_dir / "rollouts_before_after.gif", self.frames["sft"], self.frames["online"])

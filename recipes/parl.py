@@ -2,6 +2,7 @@
 
     vla-parl run parl --config parl_tabletop --output-dir runs/parl policy=runs/sft/final/model \\
         critic.checkpoint=runs/critic/final/critic
+    accelerate launch --config_file <configs/accelerate/fsdp.yaml> -m vla_parl.recipes.parl ...   # FSDP2 (also CPU)
 
 One *refresh* (offline) or *round* (online) is PA-RL's loop with the official candidate cache:
   1. (online) collect `episodes_per_round` episodes with the current policy into the online replay buffer;
@@ -13,7 +14,13 @@ One *refresh* (offline) or *round* (online) is PA-RL's loop with the official ca
 The policy optimiser is reset at the offline→online switch. Output: `<run>/final/model` (LoRA merged,
 `OpenVLA.from_pretrained`-loadable), `<run>/final/critic`; checkpoints after every refresh/round hold the
 policy weights, both optimisers, the critic, the replay position and all RNG states.
-Online collection needs the built-in simulator (data.kind=tabletop); for datasets set online.rounds=0.
+With W processes (DDP or FSDP2, `vla_parl.training.parallel`) every rank holds the same pool: the ranks
+sample the candidates of their share of its states (per-state seeds) and all-gather them; the critic is
+replicated (same critic batch on every rank); a distillation step is one global batch of
+`policy_optim.batch_size × W` states whose a*(s) every rank computes, each distilling its own rows.
+Online episodes are collected where `online.env` says, through a `vla_parl.rollout` env adapter: `tabletop`
+(the built-in simulator, with data.kind=tabletop) or `calvin_parl` (PA-RL's 4-task CALVIN setting on our
+CALVIN scene, with data.kind=calvin and data.reward=parl); for other datasets set online.rounds=0.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from vla_parl.training.builders import (CandidateCache, build_critic, build_mode
                                         set_rng_state, trim_metrics)
 from vla_parl.training.data import (batch_to_observation, episodes_to_buffer, load_episodes,
                                      open_offline_buffer_on_ranks)
+from vla_parl.training.parallel import (all_gather_batch, broadcast_generator, check_global_batch, export_policy,
+                                        load_policy_state, local_rows, mean_over_ranks, prepare_policy,
+                                        prepare_replicated, refresh_candidates, save_policy_state)
 
 __all__ = ["ParlRecipe", "main"]
 
@@ -59,11 +69,7 @@ class ParlRecipe:
         from vla_parl.policy.openvla import OpenVLAPolicy
 
         cfg = self.cfg
-        if cfg.online.rounds > 0 and cfg.data.kind != "tabletop":
-            from vla_parl.errors import ConfigError
-
-            raise ConfigError("online PA-RL collects episodes in the built-in simulator: use data.kind=tabletop or "
-                              "online.rounds=0 (offline PA-RL only)")
+        self.env_adapter = self._env_adapter() if cfg.online.rounds > 0 else None   # fails fast on missing assets
         self.accelerator = make_accelerator(cfg.run)
         main = self.accelerator.is_main_process
         if main:
@@ -89,23 +95,33 @@ class ParlRecipe:
         online_dir = "online" if self.accelerator.num_processes == 1 else f"online_rank{rank}"
         self.online = ReplayBuffer(self.run_dir / "replay" / online_dir, gamma=cfg.data.gamma)
         example = self.offline.sample(1, np.random.default_rng(0))["obs"]
+        self._check_online_matches_offline(example)
         self.use_state = cfg.critic.privileged_state
         self.critic = self.initial_critic or build_critic(
             cfg.critic, model.processor.tokenizer, action_dim=self.policy.action_dim,
             proprio_dim=example["proprio"].shape[1] if "proprio" in example else 0,
             state_dim=example["state"].shape[1] if "state" in example else 0)
-        policy_optimizer = self._policy_optimizer()
         critic_optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.critic_optim.lr)
-        self.model, self.policy_optimizer, self.critic, self.critic_optimizer = self.accelerator.prepare(
-            model, policy_optimizer, self.critic, critic_optimizer)
-        if self.accelerator.num_processes > 1:
+        self.core = model
+        self.model, self.policy_optimizer, self.sharded = prepare_policy(self.accelerator, model, cfg.run,
+                                                                         self._policy_optimizer)
+        self.critic, self.critic_optimizer = prepare_replicated(self.accelerator, self.critic, critic_optimizer)
+        world = self.accelerator.num_processes
+        self.per_state_seeds = world > 1 if cfg.parl.per_state_seeds is None else cfg.parl.per_state_seeds
+        if world > 1 and not self.per_state_seeds:
+            from vla_parl.errors import ConfigError
+
+            raise ConfigError("parl.per_state_seeds=false needs one process: with several, each rank samples its "
+                              "share of the states with per-state seeds (set it to null or true)")
+        if self.per_state_seeds:
             # distillation runs through the DDP wrapper (gradients all-reduced); sampling gathers FSDP2 shards
             from vla_parl.distributed import DistributedOpenVLAPolicy
 
             self.policy = DistributedOpenVLAPolicy(model, wrapper=self.model if self.model is not model else None,
                                                    unnorm_key=cfg.model.unnorm_key)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
-        self.rng = np.random.default_rng([cfg.run.seed, self.accelerator.process_index])
+        # the same generator on every rank: all draw the same pool and global batches, each trains its rows
+        self.rng = np.random.default_rng([cfg.run.seed, 0])
         num_cached = max(cfg.parl.num_samples, cfg.objective.num_samples)
         self.cache = CandidateCache(self.policy, num_cached)
         opt = cfg.action_optimizer
@@ -126,7 +142,9 @@ class ParlRecipe:
         latest = self.checkpoints.latest() if self.resume else None
         if latest is not None:
             self._load_checkpoint(latest)
-            trim_metrics(self.run_dir, self.step)
+            if main:
+                trim_metrics(self.run_dir, self.step)
+            self.accelerator.wait_for_everyone()
         self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
                                    run_name=self.run_dir.name, config=to_dict(cfg))
 
@@ -138,10 +156,20 @@ class ParlRecipe:
     def _pool(self, size: int) -> dict[str, Any]:
         from vla_parl.data import sample_mixed
 
-        if self.round == 0 and len(self.online) == 0:
-            return self.offline.sample(size, self.rng)
-        return sample_mixed(self.offline, self.online, size, online_fraction=self.cfg.online.online_fraction,
-                            rng=self.rng)
+        fraction = self.cfg.online.online_fraction
+        if self.accelerator.num_processes == 1:
+            if self.round == 0 and len(self.online) == 0:
+                return self.offline.sample(size, self.rng)
+            return sample_mixed(self.offline, self.online, size, online_fraction=fraction, rng=self.rng)
+        if self.refresh < self.cfg.parl.offline_refreshes:
+            return self.offline.sample(size, self.rng)        # offline: the same pool on every rank
+        # online: each rank's replay holds its own episodes, so every rank draws its share of the pool from
+        # its data, and the pool is all-gathered: again the same on every rank
+        rows = local_rows(size)
+        seed = int(self.rng.integers(2**31))
+        part = sample_mixed(self.offline, self.online, rows.stop - rows.start, online_fraction=fraction,
+                            rng=np.random.default_rng([seed, self.accelerator.process_index]))
+        return all_gather_batch(part)
 
     def improve(self, critic_steps: int, distill_steps: int) -> None:
         """Sample a pool, cache the current policy's candidates, then critic and distillation steps."""
@@ -159,8 +187,8 @@ class ParlRecipe:
                                  instructions=obs.instructions + nxt.instructions,
                                  proprio=None if obs.proprio is None else torch.cat([obs.proprio, nxt.proprio]),
                                  state=None if obs.state is None else torch.cat([obs.state, nxt.state]))
-        self.cache.refresh(states, generator=self.generator)
-        for _ in range(critic_steps):
+        refresh_candidates(self.cache, states, generator=self.generator, per_state_seeds=self.per_state_seeds)
+        for _ in range(critic_steps):     # replicated: every rank takes the same critic batch (DDP keeps them equal)
             rows = self.rng.integers(0, P, size=cfg.critic_optim.batch_size)
             batch = TransitionBatch(obs=self.cache.batch(rows), actions=torch.from_numpy(pool["action"][rows]),
                                     rewards=torch.from_numpy(pool["reward"][rows]),
@@ -169,29 +197,63 @@ class ParlRecipe:
                                                 if "mc_return" in pool else None))
             stats = self.critic_update.step(batch)
             self.logger.log(self.step, stats, phase="offline" if self.refresh < cfg.parl.offline_refreshes else "online")
+        global_batch = cfg.policy_optim.batch_size * self.accelerator.num_processes
         for i in range(distill_steps):
-            rows = self.rng.integers(0, P, size=cfg.policy_optim.batch_size)
-            stats = self.policy_update.step(self.cache.batch(rows))
+            rows = self.rng.integers(0, P, size=global_batch)
+            stats = mean_over_ranks(self.policy_update.step(self.cache.batch(rows), local_rows(global_batch)))
             self.step += 1
             if self.step % cfg.run.log_every == 0 or i == distill_steps - 1:
                 self.logger.log(self.step, stats, phase="parl")
 
-    def collect(self) -> dict[str, float]:
-        """One round of online episodes with the current policy (sampled at explore_temperature)."""
-        from vla_parl.eval.tabletop import evaluate_tabletop, greedy_actor
+    # ---- online collection ---------------------------------------------------------------------------------------
+    def _env_adapter(self) -> Any:
+        """The environment of `online.env` behind `vla_parl.rollout.run_episodes`."""
+        from vla_parl.rollout import CalvinParlAdapter, TabletopAdapter
 
         cfg = self.cfg
-        seed = cfg.run.seed * 100_000 + 50_000 + self.round * cfg.online.episodes_per_round
-        result = evaluate_tabletop(greedy_actor(self.policy, cfg.online.explore_temperature, self.generator),
-                                   task=cfg.data.task, episodes=cfg.online.episodes_per_round, seed=seed,
-                                   unnormalize=self.policy.unnormalize, image_size=cfg.data.env_image_size,
-                                   max_episode_steps=cfg.data.max_episode_steps, keep_trajectories=True)
+        if cfg.online.env == "calvin_parl":
+            c = cfg.online.calvin
+            return CalvinParlAdapter(c.assets, image_size=c.image_size, max_steps=c.max_steps,
+                                     instruction=c.instruction)
+        return TabletopAdapter(cfg.data.task, image_size=cfg.data.env_image_size,
+                               max_episode_steps=cfg.data.max_episode_steps, targets=cfg.data.targets)
+
+    def _check_online_matches_offline(self, example: dict[str, Any]) -> None:
+        """Online and offline transitions share batches: same observation keys and shapes."""
+        if self.env_adapter is None:
+            return
+        offline = {k: tuple(v.shape[1:]) for k, v in example.items() if k != "instruction"}
+        online = {k: tuple(v) for k, v in self.env_adapter.obs_shapes.items()}
+        if offline != online:
+            from vla_parl.errors import ConfigError
+
+            fix = ""
+            if self.cfg.online.env == "calvin_parl" and "image" in offline and offline["image"] != online["image"]:
+                fix = f": set online.calvin.image_size={offline['image'][0]}"
+            raise ConfigError(f"online.env={self.cfg.online.env} episodes would hold {online} but the offline data "
+                              f"holds {offline}; they are mixed in one batch{fix}")
+
+    def collect(self) -> dict[str, float]:
+        """One round of online episodes with the current policy (sampled at explore_temperature)."""
+        from vla_parl.eval.tabletop import greedy_actor
+        from vla_parl.rollout import run_episodes
+
+        cfg = self.cfg
+        # every rank collects its own episodes (rank r draws reset seeds r·10⁷ apart from rank 0's)
+        seed = (cfg.run.seed * 100_000 + 50_000 + self.round * cfg.online.episodes_per_round
+                + self.accelerator.process_index * 10_000_000)
+        act = greedy_actor(self.policy, cfg.online.explore_temperature, self.generator)
+        result = run_episodes(self.env_adapter, act, episodes=cfg.online.episodes_per_round, seed=seed,
+                              unnormalize=self.policy.unnormalize, keep_trajectories=True)
         episodes_to_buffer(result.trajectories, self.online, lambda a: a, cfg.data.gamma)
-        return {"online/collect_success": result.success_rate, "online/episodes": float(self.online.num_episodes)}
+        return {"online/collect_success": result.success_rate, "online/episodes": float(self.online.num_episodes),
+                **{f"online/{k}": v for k, v in self.env_adapter.metrics(result).items()}}
 
     # ---- train ---------------------------------------------------------------------------------------------------
     def train(self) -> None:
         from tqdm import tqdm
+
+        from vla_parl.distributed import gathered_weights
 
         cfg = self.cfg
         total = cfg.parl.offline_refreshes + cfg.online.rounds
@@ -214,7 +276,9 @@ class ParlRecipe:
             if stop_after is not None and self.refresh + self.round >= stop_after:
                 return
             bar.set_description("pa-rl online")
-            stats = self.collect()
+            with gathered_weights(self.core):   # FSDP2: gathered once per round (episode lengths differ per rank)
+                stats = self.collect()
+            broadcast_generator(self.generator)   # the ranks' episodes drew from it differently
             self.logger.log(self.step, stats, phase="online", round=self.round)
             self.improve(cfg.online.critic_steps_per_round, cfg.online.distill_steps_per_round)
             self.round += 1
@@ -230,31 +294,26 @@ class ParlRecipe:
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            return
-        model = self.accelerator.unwrap_model(self.model)
+        """Every rank: the policy's trainable weights + optimizer as DCP shards (`policy/`); the main rank the
+        replicated critic, its optimizer, the replay position and RNG states. Published atomically."""
         critic = self.accelerator.unwrap_model(self.critic)
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
 
         def write(tmp: Path) -> None:
-            torch.save({k: v for k, v in model.state_dict().items() if k in trainable}, tmp / "policy_trainable.pt")
-            torch.save(self.policy_optimizer.state_dict(), tmp / "policy_optimizer.pt")
             critic.save(tmp / "critic")
             torch.save(self.critic_optimizer.state_dict(), tmp / "critic_optimizer.pt")
             (tmp / "config.yaml").write_text(to_yaml(self.cfg))
 
         self.checkpoints.save(self.refresh * 1000 + self.round, write,
                               {"distill_step": self.step, "refresh": self.refresh, "round": self.round,
-                               "online_episodes": self.online.num_episodes, "sampler_rng": rng_state(self.rng)},
-                              extra_generators={"update": self.generator})
+                               "online_episodes": self.online.num_episodes, "sampler_rng": rng_state(self.rng),
+                               "global_batch": self.cfg.policy_optim.batch_size * self.accelerator.num_processes},
+                              extra_generators={"update": self.generator},
+                              sharded=lambda tmp: save_policy_state(tmp / "policy", self.model, self.policy_optimizer))
 
     def _load_checkpoint(self, path: Path) -> None:
         from vla_parl.critic import QCritic
 
-        model = self.accelerator.unwrap_model(self.model)
-        model.load_state_dict(torch.load(path / "policy_trainable.pt", weights_only=True), strict=False)
-        self.policy_optimizer.load_state_dict(torch.load(path / "policy_optimizer.pt", weights_only=False))
+        load_policy_state(path / "policy", self.model, self.policy_optimizer)   # any world size → this one
         critic = self.accelerator.unwrap_model(self.critic)
         tokenize = critic.encoder.instruction.tokenize if critic.encoder.instruction is not None else None
         critic.load_state_dict(QCritic.load(path / "critic", tokenize=tokenize).state_dict())
@@ -262,6 +321,8 @@ class ParlRecipe:
         state = self.checkpoints.load(path, extra_generators={"update": self.generator})
         set_rng_state(self.rng, state["sampler_rng"])
         self.step, self.refresh, self.round = state["distill_step"], state["refresh"], state["round"]
+        check_global_batch(state, self.cfg.policy_optim.batch_size * self.accelerator.num_processes,
+                           "policy_optim.batch_size")
         self._truncate_online(state["online_episodes"])
 
     def _truncate_online(self, keep: int) -> None:
@@ -288,18 +349,18 @@ class ParlRecipe:
         shutil.rmtree(old, ignore_errors=True)
 
     def export(self, directory: Path | None = None) -> Path:
-        """`<run>/final/model` (LoRA merged) and `<run>/final/critic`."""
-        import copy
-
-        from vla_parl.models.openvla.lora import has_lora, merge_lora
-
+        """`<run>/final/model` (LoRA merged; the live model keeps its adapters), with LoRA `<run>/final/adapter`,
+        and `<run>/final/critic`. Under FSDP2 rank 0 gathers only the adapters and merges them once into the
+        start policy rebuilt from `policy` (see `export_policy`)."""
         directory = directory or self.run_dir / "final"
-        if self.accelerator.is_main_process:
-            model = self.accelerator.unwrap_model(self.model)
-            if has_lora(model):
-                model = merge_lora(copy.deepcopy(model))
-            model.save_pretrained(directory / "model")
+        main = self.accelerator.is_main_process
+        rebuild = None if self.policy_model is not None else (
+            lambda: build_model(self.cfg.model, source=self.cfg.policy, device="cpu"))
+        export_policy(self.model, directory / "model", sharded=self.sharded, is_main=main, rebuild_base=rebuild,
+                      adapter_dir=directory / "adapter", in_place=False)
+        if main:
             self.accelerator.unwrap_model(self.critic).save(directory / "critic")
+        self.accelerator.wait_for_everyone()
         return directory
 
     def cleanup(self) -> None:

@@ -3,11 +3,14 @@
     vla-parl run sft --config sft_tabletop --output-dir runs/sft
     vla-parl run sft --config sft_bridge_7b data.path=/data/oxe
     accelerate launch --config_file <configs/accelerate/ddp.yaml> -m vla_parl.recipes.sft --config sft_bridge_7b
+    accelerate launch --config_file <configs/accelerate/fsdp.yaml> -m vla_parl.recipes.sft ...   # FSDP2 (also CPU)
 
 Loss: the official OpenVLA fine-tuning loss — cross-entropy on the 7 action tokens plus EOS, actions
 normalised with the dataset's q01/q99 statistics (saved into the model, so serving un-normalises alike).
-Output: `<run>/final/model` (LoRA merged; `OpenVLA.from_pretrained`-loadable), checkpoints under
-`<run>/checkpoints/` (adapter or weights, optimizer, sampler RNG), `metrics.jsonl`, `config.yaml`.
+Output: `<run>/final/model` (LoRA merged; `OpenVLA.from_pretrained`-loadable) and, with LoRA, the adapter
+`<run>/final/adapter`; checkpoints under `<run>/checkpoints/` (adapter or weights and optimizer as DCP
+shards, sampler RNG), `metrics.jsonl`, `config.yaml`. With W processes one step is one global batch of
+`optim.batch_size × W` samples, split over the ranks (`vla_parl.training.parallel`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from vla_parl.recipes._configs import SFTConfig
 from vla_parl.training import CheckpointManager, MetricLogger
 from vla_parl.training.builders import build_model, make_accelerator, rng_state, set_rng_state, trim_metrics
 from vla_parl.training.data import batch_to_observation, episode_statistics, load_episodes, open_offline_buffer
+from vla_parl.training.parallel import (check_global_batch, export_policy, load_policy_state, local_rows,
+                                        mean_over_ranks, prepare_policy, save_policy_state, take_rows)
 
 __all__ = ["SFTRecipe", "main"]
 
@@ -39,7 +44,7 @@ class SFTRecipe:
         self._episodes = episodes
         self.step = 0
 
-    # ---- setup: accelerator → data statistics → model (+LoRA) → optimizer → data → logging → resume ----------
+    # ---- setup: accelerator → data statistics → model (+LoRA) → FSDP2/DDP + optimizer → resume ----------
     def setup(self) -> None:
         cfg = self.cfg
         self.accelerator = make_accelerator(cfg.run, cfg.optim.grad_accum)
@@ -64,6 +69,7 @@ class SFTRecipe:
             normalize = ActionNormalizer.from_norm_stats(stats, cfg.model.unnorm_key).normalize
             self.buffer = open_offline_buffer(self.run_dir / "data" / "offline", lambda: self._episodes,
                                               normalize, cfg.data.gamma, readonly=not main)
+        self.stats = stats
         self.model = build_model(cfg.model, norm_stats=stats, device=self.accelerator.device)
         if cfg.lora.enabled:
             from vla_parl.models.openvla.lora import LoraSettings, apply_lora
@@ -72,25 +78,30 @@ class SFTRecipe:
                                                 include_vision=cfg.lora.include_vision))
         self.core = self.model
         self._episodes = None
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
-        self.rng = np.random.default_rng([cfg.run.seed, self.accelerator.process_index])
+
+        def optimizer() -> torch.optim.Optimizer:   # over the sharded parameters under FSDP2
+            return torch.optim.AdamW([p for p in self.core.parameters() if p.requires_grad], lr=cfg.optim.lr,
+                                     weight_decay=cfg.optim.weight_decay)
+
+        self.model, self.optimizer, self.sharded = prepare_policy(self.accelerator, self.model, cfg.run, optimizer)
+        # the same generator on every rank: all draw the global batch, each trains on its own rows
+        self.rng = np.random.default_rng([cfg.run.seed, 0])
         self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
         latest = self.checkpoints.latest() if self.resume else None
         if latest is not None:
             self._load_checkpoint(latest)
-            trim_metrics(self.run_dir, self.step)
+            if main:
+                trim_metrics(self.run_dir, self.step)
+            self.accelerator.wait_for_everyone()
         self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
                                    run_name=self.run_dir.name, config=to_dict(cfg))
 
     def _load_checkpoint(self, path: Path) -> None:
-        self.accelerator.unwrap_model(self.model).load_state_dict(
-            torch.load(path / "trainable.pt", weights_only=True), strict=False)
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        load_policy_state(path / "policy", self.model, self.optimizer)   # any world size → this one
         state = self.checkpoints.load(path)
         set_rng_state(self.rng, state["sampler_rng"])
         self.step = state["step"]
+        check_global_batch(state, self.cfg.optim.batch_size * self.accelerator.num_processes, "optim.batch_size")
 
     # ---- train ---------------------------------------------------------------------------------------------------
     def loss(self, batch: dict[str, Any]) -> Any:
@@ -107,10 +118,12 @@ class SFTRecipe:
         total = cfg.optim.steps
         stop = total if cfg.run.stop_after is None else min(total, cfg.run.stop_after)
         progress = _progress(cfg.run.progress and self.accelerator.is_main_process, total, self.step, "sft")
+        global_batch = cfg.optim.batch_size * self.accelerator.num_processes
+        rows = local_rows(global_batch)
         while self.step < stop:
             start = time.perf_counter()
             for _ in range(cfg.optim.grad_accum):
-                batch = self.buffer.sample(cfg.optim.batch_size, self.rng)
+                batch = take_rows(self.buffer.sample(global_batch, self.rng), rows)
                 with self.accelerator.accumulate(self.model), self.accelerator.autocast():
                     out = self.loss(batch)
                     self.accelerator.backward(out.loss)
@@ -121,40 +134,35 @@ class SFTRecipe:
             self.step += 1
             progress.update(1)
             if self.step % cfg.run.log_every == 0 or self.step == total:
-                self.logger.log(self.step, {"sft/loss": float(out.loss.detach()),
-                                            "sft/action_accuracy": float(out.action_accuracy),
-                                            "sft/action_l1": float(out.action_l1),
-                                            "sft/step_time": time.perf_counter() - start}, phase="sft")
+                stats = mean_over_ranks({"sft/loss": float(out.loss.detach()),      # the global batch's means
+                                         "sft/action_accuracy": float(out.action_accuracy),
+                                         "sft/action_l1": float(out.action_l1)})
+                self.logger.log(self.step, {**stats, "sft/step_time": time.perf_counter() - start}, phase="sft")
             if self.step % cfg.run.checkpoint_every == 0 or self.step == total:
                 self.save_checkpoint()
         progress.close()
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            return
-        core = self.accelerator.unwrap_model(self.model)
-        trainable = {n for n, p in core.named_parameters() if p.requires_grad}
-
+        """Every rank: the policy's trainable weights + optimizer as DCP shards (`policy/`); the main rank the
+        rest. Published atomically once all ranks have written (`CheckpointManager`)."""
         def write(tmp: Path) -> None:
-            torch.save({k: v for k, v in core.state_dict().items() if k in trainable}, tmp / "trainable.pt")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             (tmp / "config.yaml").write_text(to_yaml(self.cfg))
 
-        self.checkpoints.save(self.step, write, {"sampler_rng": rng_state(self.rng), "phase": "sft"})
+        global_batch = self.cfg.optim.batch_size * self.accelerator.num_processes
+        self.checkpoints.save(self.step, write, {"sampler_rng": rng_state(self.rng), "phase": "sft",
+                                                 "global_batch": global_batch},
+                              sharded=lambda tmp: save_policy_state(tmp / "policy", self.model, self.optimizer))
 
     def export(self, directory: Path | None = None) -> Path:
-        """The servable model (LoRA merged into a copy-free unwrap): `<run>/final/model`."""
-        from vla_parl.models.openvla.lora import has_lora, merge_lora
+        """The servable model `<run>/final/model` (LoRA merged) and, with LoRA, `<run>/final/adapter`.
 
+        One process or DDP: merged in place on the main rank. FSDP2: only the adapters are gathered, to
+        rank 0, which merges them once into the base rebuilt from `model` (see `export_policy`)."""
         directory = directory or self.run_dir / "final" / "model"
-        core = self.accelerator.unwrap_model(self.model)
-        if self.accelerator.is_main_process:
-            if has_lora(core):
-                merge_lora(core)
-            core.save_pretrained(directory)
-        return directory
+        return export_policy(self.model, directory, sharded=self.sharded, is_main=self.accelerator.is_main_process,
+                             rebuild_base=lambda: build_model(self.cfg.model, norm_stats=self.stats, device="cpu"),
+                             adapter_dir=directory.parent / "adapter")
 
     def cleanup(self) -> None:
         self.logger.close()

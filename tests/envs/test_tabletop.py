@@ -113,6 +113,17 @@ def test_reset_options_choose_target_and_direction():
     env.close()
 
 
+def test_targets_restrict_the_drawn_target_colour():
+    env = make_env("reach", image_size=16, targets=["red"])
+    drawn = {env.reset(seed=seed)[1]["target_block"] for seed in range(8)}
+    assert drawn == {"red"}
+    assert len(env.reset(seed=0)[1]["block_poses"]) == 3  # the other blocks stay as distractors
+    assert env.reset(seed=0, options={"target": "blue"})[1]["target_block"] == "blue"
+    env.close()
+    with pytest.raises(ConfigError, match="Did you mean 'green'"):
+        make_env("reach", targets=["gren"])
+
+
 def test_observation_matches_space_and_conventions(lift_env):
     obs, info = lift_env.reset(seed=0)
     assert lift_env.observation_space.contains(obs)

@@ -81,6 +81,16 @@ def test_noise_changes_the_actions():
     env.close()
 
 
+def test_noise_leaves_the_rotation_dims_at_zero():
+    # the gripper's orientation is fixed: noise and mistakes perturb translation and gripper only
+    env = make_env("reach")
+    episodes = collect_episodes(env, make_expert("reach", noise=2.0), num_episodes=3, seed=7)
+    actions = np.concatenate([ep["action"] for ep in episodes])
+    assert np.all(actions[:, 3:6] == 0.0)
+    assert actions[:, :3].std() > 0.3 and set(np.unique(actions[:, 6])) <= {0.0, 1.0}
+    env.close()
+
+
 def test_expert_errors():
     with pytest.raises(ConfigError, match="Did you mean 'push'"):
         make_expert("pushh")
@@ -90,4 +100,22 @@ def test_expert_errors():
     obs, info = env.reset(seed=0)
     with pytest.raises(ValueError, match="for task 'lift'"):
         make_expert("lift").act(obs, info)
+    env.close()
+
+
+def test_speed_range_scales_the_translation_per_episode():
+    env = make_env("reach")
+    fast = collect_episodes(env, make_expert("reach", noise=0.0), num_episodes=1, seed=4)[0]
+    slow = collect_episodes(env, make_expert("reach", noise=0.0, speed=(0.5, 0.5)), num_episodes=1, seed=4)[0]
+    np.testing.assert_allclose(slow["action"][0, :3], 0.5 * fast["action"][0, :3], atol=1e-6)
+    np.testing.assert_array_equal(slow["action"][0, 3:], fast["action"][0, 3:])
+    assert len(slow["action"]) > len(fast["action"])  # a slower operator needs more steps
+    varied = make_expert("reach", noise=0.0, speed=(0.3, 1.0))
+    speeds = set()
+    for seed in range(5):
+        varied.reset(seed)
+        speeds.add(round(varied._speed, 6))
+    assert len(speeds) == 5 and all(0.3 <= s <= 1.0 for s in speeds)
+    with pytest.raises(ValueError, match="speed"):
+        make_expert("reach", speed=(0.0, 1.0))
     env.close()

@@ -55,3 +55,12 @@ def test_normalize_unnormalize():
     assert ActionNormalizer(STATS["toy"]["action"]).normalize(np.array([0.3, 5.0, 0.5]))[1] == 0.0
     with pytest.raises(ValueError, match="last dimension 3"):
         norm.normalize(np.zeros(7))
+
+
+def test_unmasked_constant_dimension_unnormalises_to_its_constant():
+    # an always-open gripper (unmasked, min == max == 1) must come back open, not as the token value 0
+    stats = {"q01": [-1.0, 1.0], "q99": [1.0, 1.0], "min": [-1.0, 1.0], "max": [1.0, 1.0], "mask": [True, False]}
+    norm = ActionNormalizer(stats)
+    x = norm.normalize(np.array([[0.25, 1.0]]))
+    np.testing.assert_allclose(x, [[0.25, 0.0]])
+    np.testing.assert_allclose(norm.unnormalize(x), [[0.25, 1.0]])

@@ -28,6 +28,13 @@ def test_cp_copies_a_builtin_config_and_refuses_to_overwrite(tmp_path):
     (["run", "sft", "optim.batch_size=large"], "optim.batch_size: expected an integer"),
     (["run", "sft", "data.kind=rlds", "data.path=/no/such/dir"], "data.path '/no/such/dir' does not exist"),
     (["run", "sft", "data.kind=calvin", "data.privileged_state=false"], "data.path is required for data.kind=calvin"),
+    (["run", "parl", "online.env=calvin_parl"], "online.env=calvin_parl mixes CALVIN-scene episodes with CALVIN "
+                                                "offline data: set data.kind=calvin"),
+    (["run", "parl", "data.kind=calvin", "data.path=.", "data.privileged_state=false"],
+     "whose episodes do not mix with data.kind=calvin: set online.env=calvin_parl"),
+    (["run", "parl", "data.kind=calvin", "data.path=.", "data.privileged_state=false", "online.env=calvin_parl"],
+     "set data.reward=parl"),
+    (["run", "parl", "online.calvin.image_sise=32"], "did you mean 'online.calvin.image_size'?"),
     (["run", "demo", "--config", "dmeo"], "did you mean 'demo'?"),
     (["run", "sft", "--config", "demo"], "is a config for recipe 'demo', not 'sft'"),
     (["run", "sfft"], "did you mean 'sft'?"),

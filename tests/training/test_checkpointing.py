@@ -50,6 +50,33 @@ def test_keeps_newest_and_never_publishes_partial_checkpoints(tmp_path):
         manager.latest()
 
 
+def test_sharded_part_is_published_with_the_checkpoint_and_a_crash_in_it_publishes_nothing(tmp_path):
+    """The `sharded` writer (every rank's DCP shards in a multi-process run) fills the same directory."""
+    from vla_parl.training.parallel import load_policy_state, save_policy_state
+
+    manager = CheckpointManager(tmp_path)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    path = manager.save(1, lambda d: (d / "config.yaml").write_text("x"), {},
+                        sharded=lambda d: save_policy_state(d / "policy", model, optimizer))
+    assert sorted(p.name for p in (path / "policy").iterdir()) == [".metadata", "__0_0.distcp"]
+
+    def crash(directory):
+        (directory / "half.distcp").write_bytes(b"x")
+        raise KeyboardInterrupt("killed mid-write")
+
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(2, lambda d: None, {}, sharded=crash)
+    assert manager.latest() == path
+    fresh = torch.nn.Linear(3, 2)
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    load_policy_state(path / "policy", fresh, fresh_optimizer)
+    torch.testing.assert_close(fresh.state_dict(), model.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(fresh_optimizer.state_dict()["state"], optimizer.state_dict()["state"], rtol=0, atol=0)
+
+
 def test_metric_logger_jsonl_and_torn_line(tmp_path):
     logger = MetricLogger(tmp_path)
     logger.log(1, {"loss": 0.5, "nan": float("nan")}, phase="sft")

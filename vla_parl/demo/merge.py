@@ -37,11 +37,12 @@ def merge_runs(run_dirs: list[Path], output_dir: Path) -> dict:
     seeds = sorted(results)
     summary = write_summary(output_dir / "summary.json", {**(config or {}), "seeds": seeds},
                             {s: results[s] for s in seeds}, {s: wall[s] for s in seeds}, total)
-    from vla_parl.recipes.demo import NOTES
+    from vla_parl.recipes.demo import setup_notes
 
-    write_report(output_dir / "report.md", summary, f"vla-parl run demo seeds=[{','.join(map(str, seeds))}]",
-                 NOTES + [f"Merged from separate runs (one per seed, run in parallel): {', '.join(map(str, run_dirs))}; "
-                          "total wall time is the longest run's."])
+    notes = (setup_notes(config) if config else []) + [
+        f"Merged from separate runs (one per seed, run in parallel): {', '.join(map(str, run_dirs))}; "
+        "total wall time is the longest run's."]
+    write_report(output_dir / "report.md", summary, f"vla-parl run demo seeds=[{','.join(map(str, seeds))}]", notes)
     return summary
 
 

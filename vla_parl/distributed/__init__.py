@@ -14,16 +14,17 @@
 The worker `python -m vla_parl.distributed._selftest` (under torchrun) exercises all of it on the tiny model.
 """
 
-from vla_parl.distributed.checkpoint import (gather_lora_state_dict, load_checkpoint, save_checkpoint,
-                                             save_lora_adapter_distributed, save_merged_distributed)
+from vla_parl.distributed.checkpoint import (gather_lora_state_dict, gather_trainable_state_dict, load_checkpoint,
+                                             load_state, save_checkpoint, save_full_distributed,
+                                             save_lora_adapter_distributed, save_merged_distributed, save_state)
 from vla_parl.distributed.env import DistInfo, all_reduce_mean, barrier, dist_info, init_distributed
-from vla_parl.distributed.policy import DistributedOpenVLAPolicy, shard_observation, shard_range
+from vla_parl.distributed.policy import DistributedOpenVLAPolicy, gathered_weights, shard_observation, shard_range
 from vla_parl.distributed.wrap import fsdp_units, wrap_ddp, wrap_fsdp
 
 __all__ = [
     "DistInfo", "dist_info", "init_distributed", "barrier", "all_reduce_mean",
     "wrap_fsdp", "wrap_ddp", "fsdp_units",
-    "DistributedOpenVLAPolicy", "shard_observation", "shard_range",
-    "save_checkpoint", "load_checkpoint", "gather_lora_state_dict", "save_lora_adapter_distributed",
-    "save_merged_distributed",
+    "DistributedOpenVLAPolicy", "gathered_weights", "shard_observation", "shard_range",
+    "save_checkpoint", "load_checkpoint", "save_state", "load_state", "gather_trainable_state_dict",
+    "gather_lora_state_dict", "save_lora_adapter_distributed", "save_merged_distributed", "save_full_distributed",
 ]

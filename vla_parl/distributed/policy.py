@@ -29,7 +29,7 @@ from vla_parl.models.openvla.modeling import OpenVLA
 from vla_parl.policy.base import CandidateActions, Observation
 from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings
 
-__all__ = ["DistributedOpenVLAPolicy", "shard_observation", "shard_range", "SAMPLE_SEEDS_KEY"]
+__all__ = ["DistributedOpenVLAPolicy", "gathered_weights", "shard_observation", "shard_range", "SAMPLE_SEEDS_KEY"]
 
 SAMPLE_SEEDS_KEY = "sample_seeds"
 _SEED_STRIDE = 1_000_003  # a prime > any batch size: seed(s, i) = s · stride + i is unique per (step, row)
@@ -78,9 +78,13 @@ def _fsdp_modules(model: nn.Module) -> list[nn.Module]:
 @contextlib.contextmanager
 def gathered_weights(model: nn.Module) -> Iterator[None]:
     """Inside the block every FSDP2 unit of `model` holds its full weights (one all-gather per unit);
-    on exit they are resharded. A no-op for unsharded models."""
+    on exit they are resharded. A no-op for unsharded models.
+
+    Collective on entry and exit only: inside, forwards communicate nothing, so ranks may run different
+    numbers of them (e.g. online episodes of different lengths). Re-entrant: a nested block (a sampling
+    call inside a collection loop that holds the weights already) neither gathers nor reshards."""
     units = _fsdp_modules(model)
-    if not units:
+    if not units or getattr(model, "_vla_parl_gathered", 0):
         yield
         return
     # FSDP2 picks its root on the first root forward; sampling before any forward (e.g. right after a
@@ -89,9 +93,11 @@ def gathered_weights(model: nn.Module) -> Iterator[None]:
     for unit in units:
         unit.set_reshard_after_forward(False, recurse=False)
         unit.unshard()
+    model._vla_parl_gathered = 1
     try:
         yield
     finally:
+        model._vla_parl_gathered = 0
         for unit in units:
             unit.set_reshard_after_forward(True, recurse=False)
             unit.reshard()

@@ -3,9 +3,11 @@
 An expert reads privileged state from the env's `info` (block poses, TCP position, target block, push
 direction) and returns an OpenVLA-convention action in [-1, 1]^7 (gripper 1 = open, 0 = closed).
 
-Noise: with `noise = s`, each action gets Gaussian noise of std `s * action_std` on the six motion
-dims, and at every step a "mistake" starts with probability `s * mistake_prob`: for `mistake_len`
-steps the expert outputs one random action (random motion, random gripper). `s = 0` is the clean
+Noise: with `noise = s`, each action gets Gaussian noise of std `s * action_std` on the three
+translation dims, and at every step a "mistake" starts with probability `s * mistake_prob`: for
+`mistake_len` steps the expert outputs one random action (random translation, random gripper). The
+rotation dims stay 0, as an operator would leave them: the gripper's orientation is fixed, so rotation
+noise would only be unlearnable label noise for the policy. `s = 0` is the clean
 expert (>= 90% success); `s = 1` (the default) is calibrated to roughly 30-60% success per task.
 """
 
@@ -53,12 +55,21 @@ class ScriptedExpert:
         task: one of `TASKS`.
         noise: noise scale s >= 0 (0 = clean; `DEFAULT_NOISE` = 1 calibrated to ~30-60 % success).
         levels: the per-task noise at s = 1 (defaults to the calibrated table).
+        speed: (low, high) in (0, 1]: each episode the operator's speed is drawn uniformly from this range and
+            scales the translation commands (a hesitant operator is slower than the task allows); (1, 1) = full
+            speed.
     """
 
-    def __init__(self, task: str, noise: float = DEFAULT_NOISE, levels: ExpertNoise | None = None) -> None:
+    def __init__(self, task: str, noise: float = DEFAULT_NOISE, levels: ExpertNoise | None = None,
+                 speed: tuple[float, float] = (1.0, 1.0)) -> None:
         _check_choice("task", task, TASKS)
         if not (noise >= 0 and np.isfinite(noise)):
             raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        low, high = (float(v) for v in speed)
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"speed must be a range (low, high) with 0 < low <= high <= 1, got {speed!r}")
+        self.speed_range = (low, high)
+        self._speed = high
         self.task = task
         self.noise = float(noise)
         self.levels = levels or _NOISE_AT_ONE[task]
@@ -70,6 +81,8 @@ class ScriptedExpert:
 
     def reset(self, seed: int | None = None) -> None:
         self._rng = np.random.default_rng(seed)
+        low, high = self.speed_range
+        self._speed = self._rng.uniform(low, high) if low < high else high
         self._phase = "approach"
         self._closing = 0
         self._mistake_left = 0
@@ -79,6 +92,7 @@ class ScriptedExpert:
         if info.get("task") != self.task:
             raise ValueError(f"this expert is for task {self.task!r}, the env runs {info.get('task')!r}")
         action = getattr(self, f"_{self.task}")(info)
+        action[:3] *= self._speed
         return self._perturb(action).astype(np.float32)
 
     __call__ = act
@@ -90,12 +104,12 @@ class ScriptedExpert:
             return action
         if self._mistake_left == 0 and self._rng.random() < s * self.levels.mistake_prob:
             self._mistake_left = self.levels.mistake_len
-            self._mistake = np.append(self._rng.uniform(-1, 1, 6), float(self._rng.random() < 0.5))
+            self._mistake = np.concatenate([self._rng.uniform(-1, 1, 3), np.zeros(3), [float(self._rng.random() < 0.5)]])
         if self._mistake_left > 0:
             self._mistake_left -= 1
             return self._mistake.copy()
         noisy = action.copy()
-        noisy[:6] += self._rng.normal(0.0, s * self.levels.action_std, 6)
+        noisy[:3] += self._rng.normal(0.0, s * self.levels.action_std, 3)
         return np.clip(noisy, -1.0, 1.0)
 
     # ------------------------------------------------------------------ tasks
@@ -155,9 +169,9 @@ class ScriptedExpert:
         return self._move(info, goal, 0.0)
 
 
-def make_expert(task: str, noise: float = DEFAULT_NOISE) -> ScriptedExpert:
-    """The scripted expert for `task` at noise scale `noise` (0 = clean)."""
-    return ScriptedExpert(task, noise=noise)
+def make_expert(task: str, noise: float = DEFAULT_NOISE, speed: tuple[float, float] = (1.0, 1.0)) -> ScriptedExpert:
+    """The scripted expert for `task` at noise scale `noise` (0 = clean) and per-episode speed range `speed`."""
+    return ScriptedExpert(task, noise=noise, speed=speed)
 
 
 def collect_episodes(env: gym.Env, expert: ScriptedExpert, num_episodes: int, seed: int = 0) -> list[dict[str, Any]]:

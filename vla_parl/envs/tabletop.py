@@ -24,7 +24,7 @@ Reward is sparse: 1.0 on the step the task is achieved (then `terminated=True`),
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -73,6 +73,11 @@ _REACH_RADIUS = 0.035
 _LIFT_HEIGHT = 0.07  # block centre z (it rests at 0.02)
 _PUSH_DISTANCE = 0.08
 
+# Observation camera: behind the robot, looking down at the workspace, framing the block spawn area.
+_CAMERA_EYE = (-0.26, 0.0, 0.55)
+_CAMERA_TARGET = (0.04, 0.0, 0.0)
+_CAMERA_FOV = 32.0  # degrees
+
 
 def make_env(task: str, **kwargs: Any) -> "TabletopEnv":
     """Build a `TabletopEnv` for `task` (one of `TASKS`); kwargs go to `TabletopEnv`."""
@@ -97,14 +102,21 @@ class TabletopEnv(gym.Env):
         max_step: metres of TCP motion per env step for a full-scale action (|a| = 1).
         sim_dt: physics timestep (s); `substeps` of them make one env step.
         render_mode: None or "rgb_array" (`render()` returns the observation camera's frame).
+        targets: the block colours a reset may pick as the target (default: all of `BLOCK_COLORS`); the
+            other blocks stay in the scene as distractors. `reset(options={"target": ...})` overrides it.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, task: str = "lift", *, image_size: int = 64, max_episode_steps: int = 40,
                  max_step: float = 0.025, sim_dt: float = 0.01, substeps: int = 5,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, targets: Sequence[str] | None = None) -> None:
         _check_choice("task", task, TASKS)
+        self.targets = tuple(BLOCK_COLORS) if targets is None else tuple(targets)
+        if not self.targets:
+            raise ConfigError("targets must name at least one block colour (or be None for all)")
+        for color in self.targets:
+            _check_choice("target block colour", color, tuple(BLOCK_COLORS))
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if not (isinstance(image_size, int) and 8 <= image_size <= 1024):
@@ -129,10 +141,9 @@ class TabletopEnv(gym.Env):
 
         with quiet_stdout():
             self._p = BulletClient(connection_mode=pybullet.DIRECT)
-        self._view = pybullet.computeViewMatrix(cameraEyePosition=(-0.26, 0.0, 0.55),
-                                                cameraTargetPosition=(0.02, 0.0, 0.0),
+        self._view = pybullet.computeViewMatrix(cameraEyePosition=_CAMERA_EYE, cameraTargetPosition=_CAMERA_TARGET,
                                                 cameraUpVector=(0.0, 0.0, 1.0))
-        self._proj = pybullet.computeProjectionMatrixFOV(fov=45.0, aspect=1.0, nearVal=0.05, farVal=2.0)
+        self._proj = pybullet.computeProjectionMatrixFOV(fov=_CAMERA_FOV, aspect=1.0, nearVal=0.05, farVal=2.0)
         self._blocks: dict[str, int] = {}
         self._gripper = -1
         self._carrier = -1
@@ -152,7 +163,7 @@ class TabletopEnv(gym.Env):
         for key in options:
             _check_choice("reset option", key, _OPTION_KEYS)
         rng = self.np_random
-        target = options.get("target", list(BLOCK_COLORS)[rng.integers(len(BLOCK_COLORS))])
+        target = options.get("target", self.targets[rng.integers(len(self.targets))])
         _check_choice("target block colour", target, tuple(BLOCK_COLORS))
         direction = options.get("direction", list(PUSH_DIRECTIONS)[rng.integers(len(PUSH_DIRECTIONS))])
         _check_choice("push direction", direction, tuple(PUSH_DIRECTIONS))

@@ -60,11 +60,20 @@ class PolicyUpdate:
         return self.action_optimizer(self.critic, obs, candidates, choice=self.config.choice,
                                      generator=self.generator)
 
-    def step(self, obs: Observation) -> dict[str, float]:
-        """One distillation step on a batch of states; returns float stats."""
+    def step(self, obs: Observation, local_rows: slice | None = None) -> dict[str, float]:
+        """One distillation step on a batch of states; returns float stats.
+
+        local_rows: data parallelism over ranks. Every rank passes the same global batch `obs` [B] and
+        computes a*(s) for all of it (cheap: cached or sampled candidates and the critic; the random draws
+        then do not depend on the world size), and distills only on its own rows `obs[local_rows]`; the
+        wrapped policy averages the gradients over ranks, as one process would on the global batch.
+        """
         target = self.improve(obs)
+        actions = target.actions.detach()
+        if local_rows is not None:
+            obs, actions = obs.index(local_rows), actions[local_rows]
         with self.accel.train_context(self.policy):
-            out = self.policy.supervised_loss(obs, target.actions.detach())
+            out = self.policy.supervised_loss(obs, actions)
             self.accel.backward(out.loss)
             grad_norm = self.accel.clip_grad_norm_(self.policy.trainable_parameters(), self.config.max_grad_norm)
             self.optimizer.step()

@@ -23,13 +23,26 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 def make_accelerator(run: Any, grad_accum: int = 1) -> Any:
     """The run's Accelerator. Under DDP, unused parameters are allowed: OpenVLA reads its ViTs' penultimate
-    block, so the last block, final norm and pooling head never get gradients (nor a CQL critic's V head)."""
+    block, so the last block, final norm and pooling head never get gradients (nor a CQL critic's V head).
+
+    Several processes on a machine without GPUs (`accelerate launch` of a multi-GPU or FSDP config, or
+    torchrun) run on CPU with gloo: Accelerate would otherwise treat each process as a lone single-process
+    run (they would race on the run directory), or fall back to one process under `--cpu`."""
+    import os
+
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_gpu():
+        os.environ["ACCELERATE_USE_CPU"] = "true"
     if run.threads:
         torch.set_num_threads(run.threads)
     return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=run.mixed_precision,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def _has_gpu() -> bool:
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    return accelerator is not None and accelerator.type != "mps"
 
 
 def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | None = None,

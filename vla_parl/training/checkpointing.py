@@ -5,6 +5,11 @@ optimizers, replay position, ...) plus `trainer_state.json` and `rng.pt` (Python
 RNG states). It is written under a temporary name and renamed into place only when complete, then the
 `latest` pointer file is replaced atomically: a run killed at any moment resumes from the last complete
 checkpoint and never sees a partial one.
+
+In a multi-process run the main process writes everything, except a `sharded` part that every rank
+writes into the same temporary directory (e.g. FSDP2 shards of the policy and its optimizer with
+`vla_parl.distributed.save_state`); the directory is published only after all ranks have finished.
+The RNG states are the main process's: the recipes seed every rank alike, so they are the same on all.
 """
 
 from __future__ import annotations
@@ -49,13 +54,33 @@ class CheckpointManager:
         self.keep = keep
 
     def save(self, step: int, write: Callable[[Path], None], trainer_state: dict[str, Any],
-             extra_generators: dict[str, torch.Generator] | None = None) -> Path:
-        """Create the checkpoint for `step`: `write(tmp_dir)` fills it, then it is published atomically."""
-        self.root.mkdir(parents=True, exist_ok=True)
+             extra_generators: dict[str, torch.Generator] | None = None,
+             sharded: Callable[[Path], None] | None = None) -> Path:
+        """Create the checkpoint for `step`: `write(tmp_dir)` fills it, then it is published atomically.
+
+        Without `sharded`, only the main process calls this. With it, every process calls it (collective):
+        all run `sharded(tmp_dir)`, the main process alone runs `write` and publishes the directory."""
+        from vla_parl.distributed.env import barrier, dist_info
+
+        main = dist_info().is_main if sharded is not None else True
         final = self.root / f"step_{step:08d}"
         tmp = self.root / f".step_{step:08d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        if main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        if sharded is not None:
+            barrier()
+            sharded(tmp)
+            barrier()
+        if main:
+            self._publish(step, tmp, final, write, trainer_state, extra_generators)
+        if sharded is not None:
+            barrier()
+        return final
+
+    def _publish(self, step: int, tmp: Path, final: Path, write: Callable[[Path], None], trainer_state: dict[str, Any],
+                 extra_generators: dict[str, torch.Generator] | None) -> None:
         write(tmp)
         rng = capture_rng_state()
         rng["generators"] = {name: g.get_state() for name, g in (extra_generators or {}).items()}
@@ -72,7 +97,6 @@ class CheckpointManager:
         pointer_tmp.write_text(final.name + "\n")
         os.replace(pointer_tmp, self.root / "latest")
         self._prune()
-        return final
 
     def _prune(self) -> None:
         done = sorted(p for p in self.root.glob("step_*") if p.is_dir())

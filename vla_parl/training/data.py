@@ -1,7 +1,8 @@
 """Datasets for the recipes: tabletop demonstrations, RLDS (BridgeData V2) and CALVIN as replay buffers.
 
 Every source becomes standard episodes (``image`` uint8 [T, H, W, 3], ``proprio`` [T, P], ``action``
-[T, A], ``reward`` [T] with PA-RL's sparse −1 per step / 0 on success, ``instruction``, ``terminal``,
+[T, A], ``reward`` [T] with PA-RL's sparse −1 per step / 0 on success — or, for CALVIN with
+``data.reward=parl``, (PA-RL subtasks completed − 4) — ``instruction``, ``terminal``,
 plus the observation after the last step when known) written once into a disk-backed `ReplayBuffer`
 (`<run>/data/offline`), which the recipes sample with a seeded `numpy.random.Generator`.
 Batches become `Observation`s / `TransitionBatch`es with `batch_to_transitions`.
@@ -29,12 +30,13 @@ def tabletop_state(info: dict[str, Any]) -> np.ndarray:
 
 
 def collect_tabletop(task: str, num_episodes: int, seed: int, *, noise: float, image_size: int,
-                     max_episode_steps: int, progress: bool = False) -> list[dict[str, Any]]:
+                     max_episode_steps: int, targets: Any = None, speed: tuple[float, float] = (1.0, 1.0),
+                     progress: bool = False) -> list[dict[str, Any]]:
     """Scripted noisy-expert episodes (reset seeds seed..seed+n−1) with privileged state."""
     from vla_parl.envs import make_env, make_expert
 
-    env = make_env(task, image_size=image_size, max_episode_steps=max_episode_steps)
-    expert = make_expert(task, noise=noise)
+    env = make_env(task, image_size=image_size, max_episode_steps=max_episode_steps, targets=targets)
+    expert = make_expert(task, noise=noise, speed=speed)
     episodes = []
     iterator: Iterable[int] = range(num_episodes)
     if progress:
@@ -63,11 +65,12 @@ def collect_tabletop(task: str, num_episodes: int, seed: int, *, noise: float, i
     return episodes
 
 
-def _standard_to_episode(traj: dict[str, Any]) -> dict[str, Any]:
+def _standard_to_episode(traj: dict[str, Any], reward_kind: str = "sparse") -> dict[str, Any]:
+    """sparse: the source's 0/1 success reward → −1 / 0; parl: CALVIN's (subtasks completed − 4), kept."""
     reward = np.asarray(traj.get("reward", np.zeros(len(traj["action"]))), np.float32)
     terminal = bool(np.asarray(traj.get("is_terminal", [False]))[-1])
     out = {"image": np.asarray(traj["image"], np.uint8), "action": np.asarray(traj["action"], np.float32),
-           "reward": (reward > 0).astype(np.float32) - 1.0, "terminal": terminal,
+           "reward": reward if reward_kind == "parl" else (reward > 0).astype(np.float32) - 1.0, "terminal": terminal,
            "instruction": str(traj.get("instruction", "")), "success": terminal}
     if "proprio" in traj:
         out["proprio"] = np.asarray(traj["proprio"], np.float32)
@@ -79,7 +82,7 @@ def load_episodes(data: Any, *, progress: bool = False) -> list[dict[str, Any]]:
     if data.kind == "tabletop":
         return collect_tabletop(data.task, data.num_episodes, data.seed, noise=data.expert_noise,
                                 image_size=data.env_image_size, max_episode_steps=data.max_episode_steps,
-                                progress=progress)
+                                targets=data.targets, speed=tuple(data.expert_speed), progress=progress)
     if data.kind == "rlds":
         from vla_parl.data.rlds import iter_trajectories
 
@@ -87,10 +90,11 @@ def load_episodes(data: Any, *, progress: bool = False) -> list[dict[str, Any]]:
     else:
         from vla_parl.data import CalvinReader
 
-        source = iter(CalvinReader(data.path, "training" if data.split == "train" else data.split))
+        source = iter(CalvinReader(data.path, "training" if data.split == "train" else data.split,
+                                   reward=data.reward))
     episodes = []
     for traj in source:
-        episodes.append(_standard_to_episode(traj))
+        episodes.append(_standard_to_episode(traj, data.reward))
         if data.max_episodes is not None and len(episodes) >= data.max_episodes:
             break
     return episodes

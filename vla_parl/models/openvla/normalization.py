@@ -3,7 +3,12 @@
     normalise:    x = clip(2 (a − q01) / (q99 − q01 + 1e-8) − 1, −1, 1)   on dims where mask is true
                   x = 0                                                   on dims where min == max
                   x = a                                                   elsewhere (the gripper)
-    un-normalise: a = ½ (x + 1)(q99 − q01) + q01                          where mask is true, else a = x
+    un-normalise: a = ½ (x + 1)(q99 − q01) + q01                          where mask is true
+                  a = min                                                 on unmasked dims where min == max
+                  a = x                                                   elsewhere
+
+The official code un-normalises an unmasked constant dimension to 0: a dataset whose gripper never
+changes (e.g. always open, 1.0) would yield a policy that always closes it. We return the constant.
 
 `norm_stats` has the `dataset_statistics.json` shape: ``{name: {"action": {q01, q99, min, max, mask, ...},
 "proprio": {...}, "num_transitions", "num_trajectories"}}``.
@@ -54,6 +59,7 @@ class ActionNormalizer:
         self.mask = np.asarray(action_stats.get("mask", np.ones_like(self.q01, dtype=bool)), dtype=bool)
         lo, hi = action_stats.get("min"), action_stats.get("max")
         self.constant = (np.asarray(lo) == np.asarray(hi)) if lo is not None and hi is not None else np.zeros_like(self.mask)
+        self.constant_value = np.asarray(lo, dtype=np.float64) if lo is not None else np.zeros_like(self.q01)
         if not (self.q01.shape == self.q99.shape == self.mask.shape):
             raise ValueError(f"inconsistent action statistics shapes: q01 {self.q01.shape}, q99 {self.q99.shape}, "
                              f"mask {self.mask.shape}")
@@ -77,7 +83,8 @@ class ActionNormalizer:
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
         x = np.asarray(normalized, dtype=np.float64)
         self._check_dim(x)
-        return np.where(self.mask, 0.5 * (x + 1.0) * (self.q99 - self.q01) + self.q01, x)
+        a = np.where(self.mask, 0.5 * (x + 1.0) * (self.q99 - self.q01) + self.q01, x)
+        return np.where(self.constant & ~self.mask, self.constant_value, a)
 
     def _check_dim(self, a: np.ndarray) -> None:
         if a.shape[-1] != self.action_dim:
