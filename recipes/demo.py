@@ -1,6 +1,6 @@
 """The embedded CPU demo: scripted demos → SFT → Cal-QL critic → offline PA-RL → online PA-RL, evaluated.
 
-    vla-parl run demo                         # one seed (~10 min on 2 CPU cores)
+    vla-parl run demo                         # one seed (~13 min on 2 CPU cores)
     vla-parl run demo seeds=[0,1,2]           # the 3-seed table (3× the time)
 
 For each seed, on the built-in simulator with the tiny OpenVLA (full fine-tune; `lora.enabled=true` for
@@ -36,7 +36,7 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
     """The report's setup notes, read from the resolved config (`to_dict(DemoConfig)`)."""
     d, opt, parl = config["data"], config["action_optimizer"], config["parl"]
     targets = d.get("targets")
-    target_note = (f"the target is always the {' or '.join(targets)} block (the other blocks are distractors)"
+    target_note = (f"the target is always the {' or '.join(targets)} block, the others are distractors"
                    if targets else "the instruction names the target block")
     return [
         f"Task: `{d['task']}` in the built-in pybullet tabletop (3 coloured blocks; {target_note}); "
