@@ -64,5 +64,6 @@ def test_merge_runs_combines_seeds_from_separate_run_dirs(tmp_path):
     summary = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
     assert summary["mean"]["sft"]["successes"] == 5 and summary["online_minus_sft_points"] == pytest.approx(35.0)
     assert "seed 0 | seed 1" in (tmp_path / "merged" / "report.md").read_text()
+    assert (tmp_path / "merged" / "curves_success.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         merge_runs([tmp_path / "s0", tmp_path / "s0"], tmp_path / "again")

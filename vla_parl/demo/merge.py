@@ -10,13 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-from vla_parl.demo.report import write_report, write_summary
+from vla_parl.demo.report import plot_learning_curves, write_report, write_summary
+from vla_parl.training.metrics import read_metrics
 
 __all__ = ["merge_runs", "main"]
 
 
 def merge_runs(run_dirs: list[Path], output_dir: Path) -> dict:
-    """Read each run's `demo_state.json` (+ `summary.json`) and write the merged summary.json / report.md."""
+    """Read each run's `demo_state.json` (+ `summary.json`, `metrics.jsonl`) and write the merged
+    summary.json, report.md and curves_*.png."""
     results, wall, total, config = {}, {}, 0.0, None
     for run_dir in run_dirs:
         state_path = Path(run_dir) / "demo_state.json"
@@ -43,6 +45,9 @@ def merge_runs(run_dirs: list[Path], output_dir: Path) -> dict:
         f"Merged from separate runs (one per seed, run in parallel): {', '.join(map(str, run_dirs))}; "
         "total wall time is the longest run's."]
     write_report(output_dir / "report.md", summary, f"vla-parl run demo seeds=[{','.join(map(str, seeds))}]", notes)
+    records = [r for run_dir in run_dirs if (Path(run_dir) / "metrics.jsonl").is_file()
+               for r in read_metrics(Path(run_dir) / "metrics.jsonl")]   # tagged with their seed
+    plot_learning_curves(records, summary, output_dir)
     return summary
 
 
