@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_parl.config.schema import to_dict, to_yaml
+from vla_parl.config.schema import to_yaml
 from vla_parl.recipes._configs import CriticConfig
-from vla_parl.training import CheckpointManager, MetricLogger
+from vla_parl.training import CheckpointManager
 from vla_parl.training.builders import (CandidateCache, build_critic, build_model, make_accelerator, rng_state,
-                                        set_rng_state, trim_metrics)
+                                        resume_and_open_logger, set_rng_state)
 from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_buffer_on_ranks
 from vla_parl.training.parallel import local_rows, mean_over_ranks, prepare_replicated
 
@@ -85,16 +85,10 @@ class CriticRecipe:
                                                       expectile=obj.expectile, max_grad_norm=obj.max_grad_norm),
                                    accelerator=self.accelerator, generator=self.generator)
         self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
-        latest = self.checkpoints.latest() if self.resume else None
-        if latest is not None:
-            self._load_checkpoint(latest)
-            if self.accelerator.is_main_process:
-                trim_metrics(self.run_dir, self.step)
-            self.accelerator.wait_for_everyone()
-        else:
+        self.logger, resumed = resume_and_open_logger(self.accelerator, self.checkpoints, self.run_dir, cfg,
+                                                      self.resume, self._load_checkpoint)
+        if not resumed:
             self._build_pool()
-        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
-                                   run_name=self.run_dir.name, config=to_dict(cfg))
 
     def _build_pool(self) -> None:
         """A fixed pool of S transitions; the frozen policy's candidates for their s and s' are cached."""
@@ -163,7 +157,7 @@ class CriticRecipe:
         self.checkpoints.save(self.step, write, {"sampler_rng": rng_state(self.rng), "phase": "critic"},
                               extra_generators={"update": self.generator})
 
-    def _load_checkpoint(self, path: Path) -> None:
+    def _load_checkpoint(self, path: Path) -> int:
         from vla_parl.critic import QCritic
 
         critic = self.accelerator.unwrap_model(self.critic)
@@ -175,6 +169,7 @@ class CriticRecipe:
         state = self.checkpoints.load(path, extra_generators={"update": self.generator})
         set_rng_state(self.rng, state["sampler_rng"])
         self.step = state["step"]
+        return self.step
 
     def export(self, directory: Path | None = None) -> Path:
         directory = directory or self.run_dir / "final" / "critic"

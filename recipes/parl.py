@@ -33,11 +33,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from vla_parl.config.schema import to_dict, to_yaml
+from vla_parl.config.schema import to_yaml
 from vla_parl.recipes._configs import ParlConfig
-from vla_parl.training import CheckpointManager, MetricLogger
+from vla_parl.training import CheckpointManager
 from vla_parl.training.builders import (CandidateCache, build_critic, build_model, make_accelerator, rng_state,
-                                        set_rng_state, trim_metrics)
+                                        resume_and_open_logger, set_rng_state)
 from vla_parl.training.data import (batch_to_observation, episodes_to_buffer, load_episodes,
                                      open_offline_buffer_on_ranks)
 from vla_parl.training.parallel import (all_gather_batch, broadcast_generator, check_global_batch, export_policy,
@@ -139,14 +139,8 @@ class ParlRecipe:
                                                              max_grad_norm=cfg.policy_optim.max_grad_norm),
                                           accelerator=self.accelerator, generator=self.generator)
         self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
-        latest = self.checkpoints.latest() if self.resume else None
-        if latest is not None:
-            self._load_checkpoint(latest)
-            if main:
-                trim_metrics(self.run_dir, self.step)
-            self.accelerator.wait_for_everyone()
-        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
-                                   run_name=self.run_dir.name, config=to_dict(cfg))
+        self.logger, _ = resume_and_open_logger(self.accelerator, self.checkpoints, self.run_dir, cfg, self.resume,
+                                               self._load_checkpoint)
 
     def _policy_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.policy.trainable_parameters(), lr=self.cfg.policy_optim.lr,
@@ -310,7 +304,7 @@ class ParlRecipe:
                               extra_generators={"update": self.generator},
                               sharded=lambda tmp: save_policy_state(tmp / "policy", self.model, self.policy_optimizer))
 
-    def _load_checkpoint(self, path: Path) -> None:
+    def _load_checkpoint(self, path: Path) -> int:
         from vla_parl.critic import QCritic
 
         load_policy_state(path / "policy", self.model, self.policy_optimizer)   # any world size → this one
@@ -324,6 +318,7 @@ class ParlRecipe:
         check_global_batch(state, self.cfg.policy_optim.batch_size * self.accelerator.num_processes,
                            "policy_optim.batch_size")
         self._truncate_online(state["online_episodes"])
+        return self.step
 
     def _truncate_online(self, keep: int) -> None:
         """Episodes added after the checkpoint (a kill mid-round) are dropped: rebuild the first `keep`."""

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_parl.config.schema import to_dict, to_yaml
+from vla_parl.config.schema import to_yaml
 from vla_parl.models.openvla.normalization import ActionNormalizer
 from vla_parl.recipes._configs import SFTConfig
-from vla_parl.training import CheckpointManager, MetricLogger
-from vla_parl.training.builders import build_model, make_accelerator, rng_state, set_rng_state, trim_metrics
+from vla_parl.training import CheckpointManager
+from vla_parl.training.builders import build_model, make_accelerator, resume_and_open_logger, rng_state, set_rng_state
 from vla_parl.training.data import batch_to_observation, episode_statistics, load_episodes, open_offline_buffer
 from vla_parl.training.parallel import (check_global_batch, export_policy, load_policy_state, local_rows,
                                         mean_over_ranks, prepare_policy, save_policy_state, take_rows)
@@ -87,23 +87,19 @@ class SFTRecipe:
         # the same generator on every rank: all draw the global batch, each trains on its own rows
         self.rng = np.random.default_rng([cfg.run.seed, 0])
         self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
-        latest = self.checkpoints.latest() if self.resume else None
-        if latest is not None:
-            self._load_checkpoint(latest)
-            if main:
-                trim_metrics(self.run_dir, self.step)
-            self.accelerator.wait_for_everyone()
-        self.logger = MetricLogger(self.run_dir, wandb=cfg.run.wandb, enabled=self.accelerator.is_main_process,
-                                   run_name=self.run_dir.name, config=to_dict(cfg))
+        self.logger, _ = resume_and_open_logger(self.accelerator, self.checkpoints, self.run_dir, cfg, self.resume,
+                                               self._load_checkpoint)
 
-    def _load_checkpoint(self, path: Path) -> None:
+    def _load_checkpoint(self, path: Path) -> int:
         load_policy_state(path / "policy", self.model, self.optimizer)   # any world size → this one
         state = self.checkpoints.load(path)
         set_rng_state(self.rng, state["sampler_rng"])
         self.step = state["step"]
         check_global_batch(state, self.cfg.optim.batch_size * self.accelerator.num_processes, "optim.batch_size")
+        return self.step
 
     # ---- train ---------------------------------------------------------------------------------------------------
+
     def loss(self, batch: dict[str, Any]) -> Any:
         """Cross-entropy on the action tokens of the (normalised) dataset actions, through the prepared model."""
         obs = batch_to_observation(batch["obs"], use_state=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from vla_parl.errors import ConfigError
 from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
 
 __all__ = ["make_accelerator", "build_model", "build_critic", "CandidateCache", "rng_state", "set_rng_state",
-           "trim_metrics"]
+           "trim_metrics", "resume_and_open_logger"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -177,3 +177,25 @@ def trim_metrics(run_dir: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(k + "\n" for k in keep))
     tmp.replace(path)
+
+
+def resume_and_open_logger(accelerator: Any, checkpoints: Any, run_dir: Path, cfg: Any, resume: bool,
+                           load: Callable[[Path], int]) -> tuple[Any, bool]:
+    """A recipe's last set-up step: resume when asked, then open its metric logger.
+
+    With `resume`, the latest checkpoint of `checkpoints` (if any) is loaded by `load(path)`, which returns
+    the step it resumes at; the main rank then drops the metric records logged after that step. Returns
+    `(logger, resumed)`; the logger writes on the main rank only.
+    """
+    from vla_parl.config.schema import to_dict
+    from vla_parl.training import MetricLogger
+
+    latest = checkpoints.latest() if resume else None
+    if latest is not None:
+        step = load(latest)
+        if accelerator.is_main_process:
+            trim_metrics(run_dir, step)
+        accelerator.wait_for_everyone()
+    logger = MetricLogger(run_dir, wandb=cfg.run.wandb, enabled=accelerator.is_main_process,
+                          run_name=Path(run_dir).name, config=to_dict(cfg))
+    return logger, latest is not None
