@@ -184,11 +184,7 @@ class DemoRecipe:
         if (root / "sft" / "final" / "model").is_dir() and "sft" in done:
             sft_model = OpenVLA.from_pretrained(root / "sft" / "final" / "model")
         else:
-            sft = SFTRecipe(self.sft_config(seed), root / "sft", resume=self.resume, episodes=episodes)
-            sft.setup()
-            sft.train()
-            sft.export()
-            sft.cleanup()
+            sft = _run_phase(SFTRecipe(self.sft_config(seed), root / "sft", resume=self.resume, episodes=episodes))
             sft_model = sft.accelerator.unwrap_model(sft.model)
             self._import_metrics(seed, "sft", root / "sft")
         sft_model.eval()
@@ -207,10 +203,7 @@ class DemoRecipe:
             critic = QCritic.load(root / "critic" / "final" / "critic",
                                   tokenize=(lambda texts: tokenizer.encode_batch(texts)) if cfg.critic.instruction else None)
         else:
-            critic_recipe.setup()
-            critic_recipe.train()
-            critic_recipe.export()
-            critic_recipe.cleanup()
+            _run_phase(critic_recipe)
             critic = critic_recipe.accelerator.unwrap_model(critic_recipe.critic)
             self._import_metrics(seed, "critic", root / "critic")
         self._timed(seed, "critic", t)
@@ -277,6 +270,15 @@ class DemoRecipe:
 
     def cleanup(self) -> None:
         self.logger.close()
+
+
+def _run_phase(recipe: Any) -> Any:
+    """Run a phase recipe to its exported output (`<run>/final/`)."""
+    recipe.setup()
+    recipe.train()
+    recipe.export()
+    recipe.cleanup()
+    return recipe
 
 
 def main(cfg: DemoConfig, run_dir: str | Path, resume: bool = False) -> int:

@@ -6,21 +6,28 @@ import pytest
 
 from tests.recipes._cli import last_values, run_cli
 
+
+def _full_and_resumed(recipe: str, args: list[str], stop_after: int, tmp_path) -> tuple:
+    """Run `recipe` uninterrupted into full/, and stopped after `stop_after` then `--resume`d into part/."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    proc, _ = run_cli("run", recipe, "--output-dir", str(full), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, _ = run_cli("run", recipe, "--output-dir", str(part), *args, f"run.stop_after={stop_after}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stopped_at = (part / "checkpoints" / "latest").read_text().strip()
+    stopped_final = (part / "final").exists()
+    proc, _ = run_cli("run", recipe, "--output-dir", str(part), "--resume", "run.stop_after=null")  # + saved config
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return full, part, stopped_at, stopped_final
+
 SFT = ["optim.steps=6", "optim.batch_size=4", "data.num_episodes=3", "data.max_episode_steps=6",
        "run.checkpoint_every=3", "run.log_every=1", "run.progress=false", "run.threads=1"]
 
 
 @pytest.mark.slow
 def test_sft_stopped_then_resumed_matches_an_uninterrupted_run(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    proc, _ = run_cli("run", "sft", "--output-dir", str(full), *SFT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = run_cli("run", "sft", "--output-dir", str(part), *SFT, "run.stop_after=4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (part / "checkpoints" / "latest").read_text().strip() == "step_00000003"
-    assert not (part / "final").exists()
-    proc, _ = run_cli("run", "sft", "--output-dir", str(part), "--resume", "run.stop_after=null")  # + saved config.yaml
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    full, part, stopped_at, stopped_final = _full_and_resumed("sft", SFT, 4, tmp_path)
+    assert stopped_at == "step_00000003" and not stopped_final
     want, got = last_values(full / "metrics.jsonl", "sft/loss"), last_values(part / "metrics.jsonl", "sft/loss")
     assert sorted(want) == sorted(got) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
@@ -39,13 +46,7 @@ PARL = ["data.num_episodes=3", "data.max_episode_steps=5", "critic.hidden_dims=[
 
 @pytest.mark.slow
 def test_parl_stopped_mid_online_then_resumed_matches_an_uninterrupted_run(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    proc, _ = run_cli("run", "parl", "--output-dir", str(full), *PARL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = run_cli("run", "parl", "--output-dir", str(part), *PARL, "run.stop_after=2")  # offline + 1 round
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = run_cli("run", "parl", "--output-dir", str(part), "--resume", "run.stop_after=null")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    full, part, _, _ = _full_and_resumed("parl", PARL, 2, tmp_path)  # stopped after offline + 1 online round
     for key in ("policy/distill_loss", "critic/loss"):
         want, got = last_values(full / "metrics.jsonl", key), last_values(part / "metrics.jsonl", key)
         assert want and sorted(want) == sorted(got)
@@ -62,13 +63,7 @@ CRITIC = ["data.num_episodes=3", "data.max_episode_steps=5", "critic.hidden_dims
 
 @pytest.mark.slow
 def test_critic_stopped_then_resumed_matches_an_uninterrupted_run(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    proc, _ = run_cli("run", "critic", "--output-dir", str(full), *CRITIC)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = run_cli("run", "critic", "--output-dir", str(part), *CRITIC, "run.stop_after=3")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = run_cli("run", "critic", "--output-dir", str(part), "--resume", "run.stop_after=null")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    full, part, _, _ = _full_and_resumed("critic", CRITIC, 3, tmp_path)
     want, got = last_values(full / "metrics.jsonl", "critic/loss"), last_values(part / "metrics.jsonl", "critic/loss")
     assert sorted(want) == sorted(got) == [1, 2, 3, 4, 5, 6]
     for step in want:
