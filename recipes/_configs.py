@@ -233,6 +233,9 @@ class OnlineSection:
     episodes_per_round: int = 16
     distill_steps_per_round: int = 15
     critic_steps_per_round: int = 10
+    # critic learning rate for the online rounds (null = critic_optim.lr): fine-tuning a pre-trained critic on
+    # the first online data is steadier at a lower rate than its pre-training
+    critic_lr: Optional[float] = None
     online_fraction: float = 0.5       # critic/distillation batches: half online replay, half offline data
     explore_temperature: float = 1.0   # policy sampling temperature when collecting (0 = greedy)
     calvin: CalvinOnlineSection = field(default_factory=CalvinOnlineSection)
@@ -240,6 +243,8 @@ class OnlineSection:
     def __post_init__(self) -> None:
         if not 0.0 <= self.online_fraction <= 1.0:
             raise ConfigError(f"online.online_fraction must be in [0, 1], got {self.online_fraction}")
+        if self.critic_lr is not None and not self.critic_lr > 0:
+            raise ConfigError(f"online.critic_lr must be > 0 (or null for critic_optim.lr), got {self.critic_lr}")
 
 
 @dataclass

@@ -266,6 +266,9 @@ class ParlRecipe:
             self.save_checkpoint()
             if self.refresh == cfg.parl.offline_refreshes and self.on_stage_end is not None:
                 self.on_stage_end("offline", self.policy)
+        if cfg.online.rounds and cfg.online.critic_lr is not None:
+            for group in self.critic_optimizer.param_groups:
+                group["lr"] = cfg.online.critic_lr
         while self.round < cfg.online.rounds:
             if stop_after is not None and self.refresh + self.round >= stop_after:
                 return

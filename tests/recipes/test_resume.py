@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.recipes._cli import last_values, run_cli
 
@@ -38,7 +39,8 @@ def test_sft_stopped_then_resumed_matches_an_uninterrupted_run(tmp_path):
 PARL = ["data.num_episodes=3", "data.max_episode_steps=5", "critic.hidden_dims=[16]", "critic.instruction_dim=4",
         "parl.num_samples=2", "parl.cache_states=6", "parl.offline_refreshes=1", "parl.distill_steps_per_refresh=2",
         "parl.critic_steps_per_refresh=1", "online.rounds=2", "online.episodes_per_round=2",
-        "online.distill_steps_per_round=2", "online.critic_steps_per_round=1", "objective.num_samples=2",
+        "online.distill_steps_per_round=2", "online.critic_steps_per_round=1", "online.critic_lr=5e-5",
+        "objective.num_samples=2",
         "objective.cql_n_actions=2", "action_optimizer.top_k=2", "action_optimizer.num_steps=1",
         "policy_optim.batch_size=2", "critic_optim.batch_size=4", "run.log_every=1", "run.progress=false",
         "run.threads=1"]
@@ -53,6 +55,10 @@ def test_parl_stopped_mid_online_then_resumed_matches_an_uninterrupted_run(tmp_p
         for step in want:
             assert got[step] == pytest.approx(want[step], abs=1e-6), (key, step)
     assert (part / "final" / "model" / "config.json").is_file() and (part / "final" / "critic").is_dir()
+    for run in (full, part):  # the online rounds ran the critic at online.critic_lr, not critic_optim.lr (3e-4)
+        latest = (run / "checkpoints" / "latest").read_text().strip()
+        state = torch.load(run / "checkpoints" / latest / "critic_optimizer.pt", weights_only=False)
+        assert {group["lr"] for group in state["param_groups"]} == {5e-5}
 
 
 CRITIC = ["data.num_episodes=3", "data.max_episode_steps=5", "critic.hidden_dims=[16]", "critic.instruction_dim=4",
