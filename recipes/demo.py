@@ -34,8 +34,12 @@ __all__ = ["DemoRecipe", "main", "setup_notes"]
 
 def setup_notes(config: dict[str, Any]) -> list[str]:
     """The report's setup notes, read from the resolved config (`to_dict(DemoConfig)`)."""
-    d, opt, parl = config["data"], config["action_optimizer"], config["parl"]
+    d, opt, parl, online = config["data"], config["action_optimizer"], config["parl"], config["online"]
     targets = d.get("targets")
+    obj = config["objective"]
+    objective = {"calql": "Cal-QL", "cql": "CQL", "iql": "IQL"}[obj["objective"]]
+    if obj["objective"] != "iql":
+        objective += f" (conservatism α = {obj['cql_alpha']})"
     target_note = (f"the target is always the {' or '.join(targets)} block, the others are distractors"
                    if targets else "the instruction names the target block")
     return [
@@ -49,11 +53,14 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
         + ("LoRA." if config["lora"]["enabled"] else "full fine-tune (LoRA on a randomly initialised tiny model "
                                                       "learns too slowly; `lora.enabled=true` switches to LoRA)."),
         "Critic: asymmetric — Q(s, a) reads the simulator's target-block position, the gripper proprio and the "
-        "instruction (the policy only sees the image and the instruction); Cal-QL pre-training on the demos.",
+        f"instruction (the policy only sees the image and the instruction); {objective} pre-training on the demos.",
         f"PA-RL: N = {parl['num_samples']} policy samples per state → top-{opt['top_k']} by Q → {opt['num_steps']} "
         "local gradient-ascent steps on a → argmax; distilled with the policy's own token cross-entropy. "
         "Candidates come from a cache refreshed from the current policy (official PA-RL's caching workers). "
-        "Online: rollouts of the policy (temperature sampling) go to a replay buffer mixed with the offline data.",
+        f"Online: {online['rounds']} rounds of {online['episodes_per_round']} rollouts of the policy (temperature "
+        f"sampling) go to a replay buffer mixed with the offline data; per round {online['critic_steps_per_round']} "
+        f"critic steps (lr {online['critic_lr'] or config['critic_optim']['lr']}) and "
+        f"{online['distill_steps_per_round']} distillation steps.",
         f"Evaluation: {config['eval']['episodes']} seeded episodes per row; greedy actions of the policy itself "
         "(SFT / offline / online / no-local rows); the V-GPS row acts with the improvement operator over SFT "
         "samples.",
