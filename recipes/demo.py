@@ -10,13 +10,15 @@ Cal-QL (`CriticRecipe`), then run PA-RL offline and online (`ParlRecipe`). The s
 run through the same harness: re-ranking SFT samples with the critic at inference only (V-GPS-style,
 no distillation) and PA-RL without local gradient steps (action_optimizer.num_steps=0).
 Outputs: report.md, summary.json, metrics.jsonl, curves_*.png, rollouts_before_after.gif,
-final/model + final/critic (first seed), and each phase's own run dir under seed_<s>/.
+final/model + final/critic (first seed), and each phase's own run dir under seed_<s>/ (their copies of the
+demo buffer are removed once the seed is done: about 0.5 GB per seed remains).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -259,6 +261,8 @@ class DemoRecipe:
             self._import_metrics(seed, "parl_no_local_steps", root / "parl_no_local_steps")
             self._timed(seed, "ablation_no_local_steps", t)
         self._save_state()
+        for buffer in root.glob("*/data"):   # each phase's copy of the demos (~100 MB), rebuilt from the seed on demand
+            shutil.rmtree(buffer, ignore_errors=True)
 
     # ---- outputs -------------------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:

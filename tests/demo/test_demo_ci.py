@@ -38,3 +38,6 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("sft/loss" in r for r in records) and any("critic/loss" in r for r in records)
     assert any("policy/distill_loss" in r for r in records)
+    # a finished seed keeps its phases' outputs and online replay, not their rebuilt copies of the demos
+    assert not list((out / "seed_0").glob("*/data")) and (out / "seed_0" / "parl" / "replay").is_dir()
+    assert (out / "seed_0" / "sft" / "final" / "model").is_dir()
