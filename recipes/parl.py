@@ -11,7 +11,8 @@ One *refresh* (offline) or *round* (online) is PA-RL's loop with the official ca
   3. critic steps (`CriticUpdate`, Cal-QL by default) on the pool;
   4. distillation steps (`PolicyUpdate`): a*(s) = argmax over top-k locally optimised candidates,
      θ ← θ − lr ∇ CE(π_θ(·|s), tokens(a*(s))).
-The policy optimiser is reset at the offline→online switch. Output: `<run>/final/model` (LoRA merged,
+The policy optimiser is reset at the offline→online switch, and the online rounds train the critic at
+`online.critic_lr` when it is set. Output: `<run>/final/model` (LoRA merged,
 `OpenVLA.from_pretrained`-loadable), `<run>/final/critic`; checkpoints after every refresh/round hold the
 policy weights, both optimisers, the critic, the replay position and all RNG states.
 With W processes (DDP or FSDP2, `vla_parl.training.parallel`) every rank holds the same pool: the ranks
