@@ -11,7 +11,7 @@ from vla_parl.cli.main import main
 
 
 def test_new_benchmarks_are_registered():
-    assert {"memory", "rollout", "train_step", "all"} <= set(BENCHMARKS)
+    assert {"memory", "rollout", "train_step", "parl_step", "all"} <= set(BENCHMARKS)
 
 
 def test_bench_memory_cli_writes_json(tmp_path, capsys):
@@ -32,6 +32,21 @@ def test_bench_rollout_cli_side_by_side(tmp_path):
     assert rows[0]["speedup_vs_1"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
 
 
+def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys):
+    out = tmp_path / "parl_step.json"
+    assert main(["bench", "parl_step", "--image-size", "56", "--batch-size", "2", "--num-samples", "3",
+                 "--top-k", "2", "--refine-steps", "2", "--lora-rank", "4", "--repeats", "1", "--threads", "1",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["gradient_checkpointing"] for r in result["rows"]] == [True, False]
+    for row in result["rows"]:
+        assert row["step_s"] > 0 and row["improve_s"] > 0 and row["distill_s"] >= 0 and row["peak_memory_mb"] > 0
+        assert row["states_per_s"] == pytest.approx(2 / row["step_s"])
+    assert result["checkpointing_time_ratio"] > 0 and result["checkpointing_memory_ratio"] > 0
+    assert 0 < result["trainable_params"] < 200_000        # the LoRA r = 4 adapters only (the tiny model: 4.9M)
+    assert "one PA-RL iteration" in capsys.readouterr().out
+
+
 def test_suite_skips_a_missing_script_and_reports_a_failing_benchmark(monkeypatch, tmp_path):
     monkeypatch.setitem(suite.SCRIPTS, "data", ("scripts/does_not_exist.py", [], []))
     monkeypatch.setitem(suite.MODULES, "memory", ("vla_parl.bench.memory", ["--micro-batch", "0"], []))
@@ -49,10 +64,10 @@ def test_bench_all_quick_runs_everything(tmp_path):
     assert main(["bench", "all", "--quick", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["quick"] is True
-    for name in ("inference", "sample", "memory", "rollout", "train_step"):
+    for name in ("inference", "sample", "memory", "rollout", "train_step", "parl_step"):
         assert result["status"][name] == "ok", result["status"][name]
     names = {row["name"] for row in result["headlines"]}
-    assert {"inference", "sample", "action_optimization", "memory", "rollout", "train_step"} <= names
+    assert {"inference", "sample", "action_optimization", "memory", "rollout", "train_step", "parl_step"} <= names
     for row in result["headlines"]:
         assert row["ratio"] is None or row["ratio"] > 0, row
     for name in ("data", "serving"):  # other engineers' scripts: run when present, skipped otherwise

@@ -45,3 +45,30 @@ def test_overfitting_one_example_makes_predict_action_return_it():
     expected = model.action_tokenizer.decode(tokens[0].numpy())  # bin centres of the target
     np.testing.assert_allclose(action, expected, atol=1e-12)
     assert model.training, "predict_action must restore the training mode"
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_switches_off():
+    model = openvla_tiny(image_size=56, seed=2).train()
+    tokens = torch.tensor([[31800, 31810, 31820, 31830, 31840, 31850, 31990]])
+    batch = model.processor.training_batch([np.full((56, 56, 3), 90, np.uint8)], ["open the drawer"], tokens)
+
+    def grads() -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        model(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.enable_gradient_checkpointing()
+    assert model.vision_backbone.gradient_checkpointing and _llm_checkpointing(model)
+    checkpointed = grads()
+    model.disable_gradient_checkpointing()
+    assert not model.vision_backbone.gradient_checkpointing and not _llm_checkpointing(model)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def _llm_checkpointing(model) -> bool:
+    llm = model.language_model   # transformers >= 5.2x renamed is_gradient_checkpointing
+    return llm.is_activation_checkpointing if hasattr(type(llm), "is_activation_checkpointing") else \
+        llm.is_gradient_checkpointing

@@ -10,6 +10,7 @@ BENCHMARKS = {
     "memory": "vla_parl.bench.memory",
     "rollout": "vla_parl.bench.rollout",
     "train_step": "vla_parl.bench.train_step",
+    "parl_step": "vla_parl.bench.parl_step",
     "all": "vla_parl.bench.suite",
 }
 

@@ -1,7 +1,8 @@
 """All benchmarks in one run (`vla-parl bench all`), with each headline figure as a ratio to its baseline.
 
 In-process: inference (batched vs batch 1), sample (prefix-shared N = 32 vs naive; action optimization
-overhead), memory (7B plan), rollout (4 vs 1 env workers), train_step (2-process DDP vs 1 process).
+overhead), memory (7B plan), rollout (4 vs 1 env workers), train_step (2-process DDP vs 1 process),
+parl_step (one PA-RL iteration with vs without gradient checkpointing).
 As subprocesses with `--json`, when present: `scripts/bench_data.py` (RLDS streaming, replay sampling) and
 `scripts/bench_serving.py` (dynamic batching on vs off). A missing script is reported as skipped, a failing
 benchmark as failed with its error; the others still run. `--quick` shrinks every benchmark to finish in
@@ -37,6 +38,8 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "memory": ("vla_parl.bench.memory", [], []),
     "rollout": ("vla_parl.bench.rollout", [], ["--workers", "1", "4", "--steps", "8", "--warmup-steps", "2"]),
     "train_step": ("vla_parl.bench.train_step", [], ["--strategies", "ddp", "--steps", "3", "--batch-size", "4"]),
+    "parl_step": ("vla_parl.bench.parl_step", ["--threads", "1"],
+                  ["--threads", "1", "--image-size", "56", "--batch-size", "4", "--repeats", "1", "--refine-steps", "3"]),
 }
 # name → (script, full-run arguments, quick arguments)
 SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
@@ -104,6 +107,10 @@ _HEADLINES: dict[str, tuple[str, str, Callable[[dict[str, Any]], tuple[float | N
                    lambda r: (r["rows"][1]["speedup_vs_single"],
                               f"{r['rows'][1]['strategy']} × {r['rows'][1]['processes']}: "
                               f"{r['rows'][1]['samples_per_s']:.1f} samples/s")),
+    "parl_step": ("PA-RL iteration time, gradient checkpointing on", "checkpointing off",
+                  lambda r: (r["checkpointing_time_ratio"],
+                             f"{1e3 * r['rows'][1]['step_s']:.0f} ms per iteration of {r['batch_size']} states "
+                             f"(off); peak memory ×{r['checkpointing_memory_ratio']:.2f} with it")),
     "data": ("RLDS streaming / replay sampling", "—",
              lambda r: (None, f"{_median_sps(r['rlds_streaming']):,.0f} / {_median_sps(r['replay_sampling']):,.0f} "
                               f"samples/s; RSS flat: {r['rlds_streaming']['rss_flat'] and r['replay_sampling']['rss_flat']}")),

@@ -139,7 +139,16 @@ class OpenVLA(nn.Module):
 
     def enable_gradient_checkpointing(self) -> None:
         self.vision_backbone.gradient_checkpointing = True
-        self.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        llm, kwargs = self.language_model, {"use_reentrant": False}
+        if hasattr(llm, "activation_checkpointing_enable"):   # transformers >= 5.2x; gradient_* is deprecated there
+            llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.vision_backbone.gradient_checkpointing = False
+        llm = self.language_model
+        (getattr(llm, "activation_checkpointing_disable", None) or llm.gradient_checkpointing_disable)()
 
     def _require_processor(self) -> OpenVLAProcessor:
         if self.processor is None:

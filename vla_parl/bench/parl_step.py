@@ -1,0 +1,107 @@
+"""One PA-RL iteration on a batch of states, with and without gradient checkpointing.
+
+An iteration is what `PolicyUpdate.step` does for B states: sample N candidates from the policy (one
+prefill, the KV cache shared by the N continuations), re-rank them with the critic (top-k) and run T local
+gradient steps on the action, take the argmax, re-tokenize it and take one LoRA distillation step
+(token cross-entropy, AdamW). The policy gets LoRA adapters (r = 32 on every linear layer, as the official
+OpenVLA run); the critic is the PA-RL image preset (`critic_resnet18`) for the 7B and a scaled-down one for
+the tiny model.
+
+Both settings run side by side on the same model, critic and states; reported per setting: the median
+iteration time, its split into `improve` (sample + optimize) and `distill` (the rest: forward, backward,
+optimizer step), and the peak memory (CUDA: `max_memory_allocated`; CPU: the process's peak RSS, which can
+only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
+and `checkpointing_memory_ratio` = peak(with) / peak(without).
+
+    vla-parl bench parl_step --model 7b --device cuda --batch-size 16          # the real architecture, bf16
+    vla-parl bench parl_step --threads 1                                       # tiny model on CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vla_parl.bench.models import add_model_arguments, build_benchmark_model, sample_images
+
+__all__ = ["add_arguments", "run", "format_table"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=16, help="states per iteration (B)")
+    parser.add_argument("--num-samples", type=int, default=8, help="candidates per state (N; official OpenVLA run: 8)")
+    parser.add_argument("--top-k", type=int, default=4, help="candidates kept for the local step (OpenVLA run: 4)")
+    parser.add_argument("--refine-steps", type=int, default=10, help="local gradient steps (T)")
+    parser.add_argument("--lora-rank", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate of the LoRA weights")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
+    from vla_parl.critic import critic_resnet18
+    from vla_parl.models.openvla.lora import LoraSettings, apply_lora
+    from vla_parl.parl import ActionOptimizer, PolicyUpdate, PolicyUpdateConfig
+    from vla_parl.policy.base import Observation
+    from vla_parl.policy.openvla import OpenVLAPolicy
+
+    if args.batch_size < 1 or args.num_samples < 1 or not 1 <= args.top_k <= args.num_samples:
+        raise SystemExit("--batch-size and --num-samples must be >= 1 and --top-k in [1, --num-samples]")
+    model, device = build_benchmark_model(args)
+    apply_lora(model, LoraSettings(r=args.lora_rank))
+    policy = OpenVLAPolicy(model, action_dim=7)
+    critic = (critic_resnet18(action_dim=7) if args.model != "tiny" else
+              critic_resnet18(action_dim=7, image_size=64, hidden_dims=(256, 256), num_q_heads=2)).to(device)
+    images = torch.from_numpy(np.stack(sample_images(args.batch_size, size=224)))
+    obs = Observation(images=images, instructions=["pick up the red block"] * args.batch_size)
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=args.lr)
+    update = PolicyUpdate(policy, optimizer, critic, ActionOptimizer(top_k=args.top_k, num_steps=args.refine_steps),
+                          PolicyUpdateConfig(num_samples=args.num_samples),
+                          generator=torch.Generator(device=device).manual_seed(0))
+
+    rows = []
+    for checkpointing in (True, False):   # checkpointed first: a CPU process's peak RSS only grows
+        _set_gradient_checkpointing(model, checkpointing)
+        reset_peak_memory(device)
+        total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
+        peak = peak_memory_mb(device)
+        improve = time_call(lambda: update.improve(obs), device, warmup=0, repeats=args.repeats)["median_s"]
+        rows.append({"gradient_checkpointing": checkpointing, "step_s": total, "improve_s": improve,
+                     "distill_s": max(total - improve, 0.0), "states_per_s": args.batch_size / total,
+                     "peak_memory_mb": peak})
+    with_ckpt, without = rows
+    return {"benchmark": "parl_step", "model": args.model, "device": str(device), "dtype": str(model.dtype),
+            "batch_size": args.batch_size, "num_samples": args.num_samples, "top_k": args.top_k,
+            "refine_steps": args.refine_steps, "lora_rank": args.lora_rank,
+            "trainable_params": sum(p.numel() for p in policy.trainable_parameters()),
+            "threads": torch.get_num_threads(), "rows": rows,
+            "checkpointing_time_ratio": with_ckpt["step_s"] / without["step_s"],
+            "checkpointing_memory_ratio": with_ckpt["peak_memory_mb"] / without["peak_memory_mb"]}
+
+
+def _set_gradient_checkpointing(model: Any, enabled: bool) -> None:
+    if enabled:
+        model.enable_gradient_checkpointing()
+    else:
+        model.disable_gradient_checkpointing()
+
+
+def format_table(result: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title=f"one PA-RL iteration — {result['model']} on {result['device']} ({result['dtype']}), "
+                        f"B = {result['batch_size']}, N = {result['num_samples']}, top-{result['top_k']}, "
+                        f"T = {result['refine_steps']}, LoRA r = {result['lora_rank']}")
+    for col in ("gradient checkpointing", "iteration ms", "sample + optimize ms", "distill ms", "states/s",
+                "peak MiB"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        table.add_row("on" if r["gradient_checkpointing"] else "off", f"{1e3 * r['step_s']:.1f}",
+                      f"{1e3 * r['improve_s']:.1f}", f"{1e3 * r['distill_s']:.1f}", f"{r['states_per_s']:.2f}",
+                      f"{r['peak_memory_mb']:.0f}")
+    table.caption = (f"with / without checkpointing: time ×{result['checkpointing_time_ratio']:.2f}, "
+                     f"peak memory ×{result['checkpointing_memory_ratio']:.2f}")
+    return table
