@@ -32,7 +32,12 @@ def test_bench_rollout_cli_side_by_side(tmp_path):
     assert rows[0]["speedup_vs_1"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
 
 
-def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys):
+def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys, monkeypatch):
+    from vla_parl.models.openvla import vision
+
+    calls = []
+    real_checkpoint = vision.checkpoint
+    monkeypatch.setattr(vision, "checkpoint", lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
     out = tmp_path / "parl_step.json"
     assert main(["bench", "parl_step", "--image-size", "56", "--batch-size", "2", "--num-samples", "3",
                  "--top-k", "2", "--refine-steps", "2", "--lora-rank", "4", "--repeats", "1", "--threads", "1",
@@ -45,6 +50,7 @@ def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys)
     assert result["checkpointing_time_ratio"] > 0 and result["checkpointing_memory_ratio"] > 0
     assert 0 < result["trainable_params"] < 200_000        # the LoRA r = 4 adapters only (the tiny model: 4.9M)
     assert "one PA-RL iteration" in capsys.readouterr().out
+    assert calls, "the checkpointed setting must really recompute (the distillation forward runs in training mode)"
 
 
 def test_suite_skips_a_missing_script_and_reports_a_failing_benchmark(monkeypatch, tmp_path):

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--batch-size and --num-samples must be >= 1 and --top-k in [1, --num-samples]")
     model, device = build_benchmark_model(args)
     apply_lora(model, LoraSettings(r=args.lora_rank))
+    model.train()   # as in the recipes: checkpointing acts in training mode (sampling switches to eval itself)
     policy = OpenVLAPolicy(model, action_dim=7)
     critic = (critic_resnet18(action_dim=7) if args.model != "tiny" else
               critic_resnet18(action_dim=7, image_size=64, hidden_dims=(256, 256), num_q_heads=2)).to(device)
