@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from vla_parl.policy.openvla import OpenVLAPolicy
 
     if args.batch_size < 1 or args.num_samples < 1 or not 1 <= args.top_k <= args.num_samples:
-        raise SystemExit("--batch-size and --num-samples must be >= 1 and --top-k in [1, --num-samples]")
+        from vla_parl.errors import ConfigError   # a failure the suite reports, not a SystemExit that ends it
+
+        raise ConfigError(f"--batch-size ({args.batch_size}) and --num-samples ({args.num_samples}) must be >= 1 "
+                          f"and --top-k ({args.top_k}) in [1, --num-samples]")
     model, device = build_benchmark_model(args)
     apply_lora(model, LoraSettings(r=args.lora_rank))
     model.train()   # as in the recipes: checkpointing acts in training mode (sampling switches to eval itself)
