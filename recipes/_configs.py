@@ -2,7 +2,10 @@
 
 This module imports no torch: `vla-parl run` validates a config (unknown keys, wrong types, missing dataset
 paths) in well under a second, before any heavy import. Sections are shared between recipes so the same
-YAML block means the same thing everywhere.
+YAML block means the same thing everywhere. The PA-RL components' sections are the library's own
+(torch-free) configs, used as they are: `critic` is `vla_parl.critic.CriticConfig`, `objective` is
+`vla_parl.parl.CriticUpdateConfig`, `action_optimizer` is `vla_parl.parl.ImprovementConfig`, and `lora` is
+`vla_parl.models.openvla.configuration_lora.LoraSettings`.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from vla_parl.config.schema import check_range
 from vla_parl.errors import ConfigError
+from vla_parl.critic.configuration import CriticConfig
+from vla_parl.models.openvla.configuration_lora import LoraSettings
+from vla_parl.parl.configuration import CriticUpdateConfig, ImprovementConfig
+from vla_parl.policy.configuration import PolicyConfig
 
-__all__ = ["ModelSection", "LoraSection", "RLDSSection", "DataSection", "OptimSection", "CriticSection", "ObjectiveSection",
-           "ActionOptSection", "RunSection", "SFTConfig", "CriticConfig", "ParlSection", "CalvinOnlineSection",
-           "OnlineSection", "ParlConfig", "EvalSection", "DemoConfig", "RECIPE_CONFIGS", "DEFAULT_CONFIGS",
+__all__ = ["ModelSection", "RLDSSection", "DataSection", "AdamSection", "OptimSection", "CriticOptimSection",
+           "ParlCriticOptimSection", "PolicyOptimSection", "RunSection", "SFTRecipeConfig",
+           "CriticRecipeConfig", "ParlSection", "CalvinOnlineSection", "RobotOnlineSection", "OnlineSection",
+           "ParlRecipeConfig", "EvalSection", "DemoRecipeConfig", "RECIPE_CONFIGS", "DEFAULT_CONFIGS",
            "RANDOM_POLICY", "FRESH_CRITIC", "policy_source", "critic_source", "check_required_inputs"]
 
 
@@ -51,23 +59,6 @@ class ModelSection:
 
 
 @dataclass
-class LoraSection:
-    enabled: bool = True               # false: full fine-tune (the tiny demo model)
-    r: int = 32
-    alpha: int = 16
-    dropout: float = 0.0
-    include_vision: bool = True
-    # linear: every linear layer but the LM head; official: OpenVLA finetune.py's set (adds the LM head and
-    # the ViT patch embeddings; see vla_parl.models.openvla.lora)
-    target: Literal["linear", "official"] = "linear"
-
-    def __post_init__(self) -> None:
-        check_range("r", self.r, low=1)
-        check_range("alpha", self.alpha, low=0, low_open=True)
-        check_range("dropout", self.dropout, low=0, high=1, high_open=True)
-
-
-@dataclass
 class RLDSSection:
     """data.rlds: an RLDS dataset described in the config instead of registered in Python (see vla_parl.data.oxe).
     Leave image_key null to use the built-in / registered layout of data.dataset_name."""
@@ -84,6 +75,9 @@ class RLDSSection:
 
 @dataclass
 class DataSection:
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {
+        "privileged_state": "nothing read it; whether the critic reads the simulator's target-block position is "
+                            "critic.privileged_state"}
     kind: Literal["tabletop", "rlds", "lerobot", "calvin"] = "tabletop"
     # rlds: folder holding <dataset_name>/<version>/; lerobot: dataset folder (meta/info.json) or a Hub repo id
     # already in the HF cache; calvin: task_D_D folder
@@ -119,7 +113,6 @@ class DataSection:
     max_episode_steps: int = 25
     env_image_size: int = 56
     seed: int = 0                      # reset seeds seed .. seed + num_episodes - 1
-    privileged_state: bool = True      # record the target block position (critic input; simulator only)
     # rewards: PA-RL's sparse -1 per step, 0 on success
     gamma: float = 0.95
 
@@ -134,9 +127,6 @@ class DataSection:
                                   + {"rlds": "folder holding <dataset_name>/<version>/",
                                      "lerobot": "LeRobotDataset folder (holding meta/info.json) or a Hub repo id"}
                                   .get(self.kind, "CALVIN folder holding training/ and validation/"))
-            if self.privileged_state:
-                raise ConfigError(f"data.privileged_state=true needs the simulator; set data.privileged_state=false "
-                                  f"for data.kind={self.kind}")
         if len(self.expert_speed) != 2 or not 0 < self.expert_speed[0] <= self.expert_speed[1] <= 1:
             raise ConfigError(f"data.expert_speed must be [low, high] with 0 < low <= high <= 1 (e.g. [0.3, 1.0]), "
                               f"got {self.expert_speed}")
@@ -161,20 +151,72 @@ class DataSection:
 
 
 @dataclass
-class OptimSection:
+class AdamSection:
+    """What every optimiser section holds. Each recipe's section adds the keys that recipe reads and no others;
+    keys the sections once shared but a recipe never read are retired (ignored, with a warning naming the key
+    that does the job)."""
     lr: float = 5e-4
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0          # policies: AdamW's decoupled decay; critics: Adam's L2 penalty
     batch_size: int = 16               # per process
-    steps: int = 1000                  # optimiser steps
-    grad_accum: int = 1
-    max_grad_norm: Optional[float] = 1.0
 
     def __post_init__(self) -> None:
         check_range("lr", self.lr, low=0, low_open=True)
         check_range("weight_decay", self.weight_decay, low=0)
         check_range("batch_size", self.batch_size, low=1)
+
+
+_CRITIC_CLIP = "the critic's gradient clipping is objective.max_grad_norm"
+_NO_ACCUMULATION = "this recipe does not accumulate gradients: raise batch_size instead"
+_PARL_CRITIC_STEPS = ("the parl recipe's critic steps are parl.critic_steps_per_refresh (offline) and "
+                      "online.critic_steps_per_round")
+_PARL_POLICY_STEPS = ("the parl recipe's distillation steps are parl.distill_steps_per_refresh per refresh "
+                      "(offline) and online.distill_steps_per_round")
+
+
+@dataclass
+class OptimSection(AdamSection):
+    """sft's `optim` (the demo's `sft`): AdamW over the policy."""
+    steps: int = 1000                  # optimiser steps
+    grad_accum: int = 1
+    max_grad_norm: Optional[float] = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("steps", self.steps, low=0)
         check_range("grad_accum", self.grad_accum, low=1)
+        check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True, optional=True)
+
+
+@dataclass
+class ParlCriticOptimSection(AdamSection):
+    """parl's `critic_optim`: Adam over the critic."""
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {"max_grad_norm": _CRITIC_CLIP, "steps": _PARL_CRITIC_STEPS,
+                                              "grad_accum": _NO_ACCUMULATION}
+    lr: float = 3e-4
+    batch_size: int = 64
+
+
+@dataclass
+class CriticOptimSection(ParlCriticOptimSection):
+    """critic's `optim` (the demo's `critic_optim`, whose parl phase trains the critic with the same lr,
+    weight_decay and batch_size): Adam over the critic for `steps` steps."""
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {"max_grad_norm": _CRITIC_CLIP, "grad_accum": _NO_ACCUMULATION}
+    steps: int = 500                   # optimiser steps
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("steps", self.steps, low=0)
+
+
+@dataclass
+class PolicyOptimSection(AdamSection):
+    """parl's (and the demo's) `policy_optim`: AdamW over the policy for the distillation steps."""
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {"steps": _PARL_POLICY_STEPS, "grad_accum": _NO_ACCUMULATION}
+    lr: float = 2e-5
+    max_grad_norm: Optional[float] = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True, optional=True)
 
 
@@ -217,82 +259,34 @@ class RunSection:
 
 
 @dataclass
-class CriticSection:
-    checkpoint: Optional[str] = None   # start from a saved critic (the critic recipe's final/critic); parl: required,
-                                       # or "fresh" to train a new critic from scratch
-    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
-    num_q_heads: int = 2
-    image_size: int = 0                # > 0: ResNet-18 image encoder at this size (>= 32); 0: no image
-    image_feature_dim: int = 64
-    instruction: bool = True           # condition on the instruction (OpenVLA tokenizer)
-    instruction_dim: int = 16
-    proprio: bool = True
-    privileged_state: bool = True      # simulator's target-block position (asymmetric critic)
-
-    def __post_init__(self) -> None:
-        if not self.hidden_dims or min(self.hidden_dims) < 1:
-            raise ConfigError(f"critic.hidden_dims={self.hidden_dims} is out of range: it must list one or more "
-                              "layer widths >= 1, e.g. [256, 256]")
-        check_range("num_q_heads", self.num_q_heads, low=2)
-        check_range("image_feature_dim", self.image_feature_dim, low=1)
-        check_range("instruction_dim", self.instruction_dim, low=1)
-        if 0 < self.image_size < 32 or self.image_size < 0:
-            raise ConfigError(f"critic.image_size must be 0 (no image) or >= 32, got {self.image_size}")
-
-
-@dataclass
-class ObjectiveSection:               # maps onto vla_parl.parl.CriticUpdateConfig
-    objective: Literal["calql", "cql", "iql"] = "calql"
-    polyak_tau: float = 0.005
-    cql_alpha: float = 0.01
-    cql_n_actions: int = 4
-    num_samples: int = 4               # N policy candidates per state for the TD target / push-down term
-    expectile: float = 0.7
-    max_grad_norm: Optional[float] = None
-
-    def __post_init__(self) -> None:
-        check_range("polyak_tau", self.polyak_tau, low=0, high=1, low_open=True)
-        check_range("cql_alpha", self.cql_alpha, low=0)
-        check_range("cql_n_actions", self.cql_n_actions, low=1)
-        check_range("num_samples", self.num_samples, low=1)
-        check_range("expectile", self.expectile, low=0, high=1, low_open=True, high_open=True)
-        check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True, optional=True)
-
-
-@dataclass
-class ActionOptSection:               # maps onto vla_parl.parl.ActionOptimizerConfig
-    top_k: int = 4
-    num_steps: int = 10
-    step_size: float = 3e-4
-    ensemble_reduce: Literal["mean", "min"] = "mean"
-
-    def __post_init__(self) -> None:
-        check_range("top_k", self.top_k, low=1)
-        check_range("num_steps", self.num_steps, low=0)
-        check_range("step_size", self.step_size, low=0)
-
-
-@dataclass
-class SFTConfig:
+class SFTRecipeConfig:
     recipe: Literal["sft"] = "sft"
+    # the policy class: openvla (model:, lora:) | diffusion | gaussian (BC with their own encoder and network)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     model: ModelSection = field(default_factory=ModelSection)
-    lora: LoraSection = field(default_factory=LoraSection)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
 
+    def __post_init__(self) -> None:
+        if self.policy.type != "openvla" and self.data.image_aug:
+            raise ConfigError(f"data.image_aug is OpenVLA's augmentation; a {self.policy.type} policy augments its "
+                              f"images by random shifts (policy.shift_pad): set data.image_aug=false")
+
 
 @dataclass
-class CriticConfig:
+class CriticRecipeConfig:
     recipe: Literal["critic"] = "critic"
     policy: str = ""                   # required: the SFT policy (sft's final/model dir or a hub id), or "random"
                                        # for model.name's own weights (tiny: random; a smoke test)
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
-    critic: CriticSection = field(default_factory=CriticSection)
-    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
-    action_optimizer: ActionOptSection = field(default_factory=ActionOptSection)
-    optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=64, steps=500))
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    objective: CriticUpdateConfig = field(default_factory=CriticUpdateConfig)
+    # the operator saved with the critic (what eval and serve act with; the TD target uses objective.num_samples)
+    action_optimizer: ImprovementConfig = field(default_factory=ImprovementConfig)
+    optim: CriticOptimSection = field(default_factory=CriticOptimSection)
     candidate_cache_states: int = 512  # the frozen policy's candidates are sampled once for this many states
     run: RunSection = field(default_factory=RunSection)
 
@@ -302,8 +296,8 @@ class CriticConfig:
 
 @dataclass
 class ParlSection:
-    num_samples: int = 16              # N candidates per state for distillation targets
-    choice: Literal["argmax", "softmax"] = "argmax"
+    # N candidates per state for the distillation targets and the choice rule: action_optimizer.num_samples,
+    # action_optimizer.choice (the operator's settings, saved with the critic)
     distill_steps_per_refresh: int = 20  # offline: distillation steps between candidate-cache refreshes
     cache_states: int = 128            # states whose candidates are sampled per refresh
     offline_refreshes: int = 2
@@ -314,7 +308,6 @@ class ParlSection:
     per_state_seeds: Optional[bool] = None
 
     def __post_init__(self) -> None:
-        check_range("num_samples", self.num_samples, low=1)
         check_range("distill_steps_per_refresh", self.distill_steps_per_refresh, low=0)
         check_range("cache_states", self.cache_states, low=1)
         check_range("offline_refreshes", self.offline_refreshes, low=0)
@@ -338,10 +331,30 @@ class CalvinOnlineSection:            # online.env=calvin_parl: vla_parl.rollout
 
 
 @dataclass
+class RobotOnlineSection:             # online.env=robot: vla_parl.rollout.RobotEpisodes
+    # the policy server's episode store (`vla-parl serve --episodes DIR`); read-only for the learner
+    replay_dir: Optional[str] = None
+    publish_dir: Optional[str] = None  # where v1, v2, ... are published (null: <run>/published); the server's
+                                       # --policy-updates DIR
+    episodes_per_round: Optional[int] = None  # new finished episodes per round (null: online.episodes_per_round)
+    wait_timeout_s: float = 3600.0     # give up (the last round's checkpoint kept) after waiting this long
+    poll_s: float = 2.0                # how often the store is checked for new episodes
+    # what each version holds: adapter (LoRA, applied to the served base) | model (the whole merged policy);
+    # null: adapter when lora.enabled, else model
+    publish: Optional[Literal["model", "adapter"]] = None
+
+    def __post_init__(self) -> None:
+        check_range("episodes_per_round", self.episodes_per_round, low=1, optional=True)
+        check_range("wait_timeout_s", self.wait_timeout_s, low=0, low_open=True)
+        check_range("poll_s", self.poll_s, low=0, low_open=True)
+
+
+@dataclass
 class OnlineSection:
     # where online episodes are collected: tabletop (the built-in simulator; task, image size and episode
-    # length from data.*) | calvin_parl (PA-RL's 4-task CALVIN setting on our CALVIN scene; see `calvin`)
-    env: Literal["tabletop", "calvin_parl"] = "tabletop"
+    # length from data.*) | calvin_parl (PA-RL's 4-task CALVIN setting on our CALVIN scene; see `calvin`) |
+    # robot (episodes robots finish through the policy server; each round publishes a version; see `robot`)
+    env: Literal["tabletop", "calvin_parl", "robot"] = "tabletop"
     rounds: int = 3
     episodes_per_round: int = 16
     distill_steps_per_round: int = 15
@@ -355,6 +368,7 @@ class OnlineSection:
     # improvement operator over such samples: N → top-k → local steps → max-Q, as the official code collects)
     actor: Literal["policy", "operator"] = "policy"
     calvin: CalvinOnlineSection = field(default_factory=CalvinOnlineSection)
+    robot: RobotOnlineSection = field(default_factory=RobotOnlineSection)
 
     def __post_init__(self) -> None:
         check_range("rounds", self.rounds, low=0)
@@ -366,20 +380,25 @@ class OnlineSection:
         check_range("critic_lr", self.critic_lr, low=0, low_open=True, optional=True)   # null: critic_optim.lr
 
 
+# PA-RL's N and choice rule moved from `parl` into the operator's own section (vla_parl.config.schema)
+_PARL_MOVED_KEYS = {"parl.num_samples": "action_optimizer.num_samples", "parl.choice": "action_optimizer.choice"}
+
+
 @dataclass
-class ParlConfig:
+class ParlRecipeConfig:
+    MOVED_KEYS: ClassVar[dict[str, str]] = _PARL_MOVED_KEYS
     recipe: Literal["parl"] = "parl"
     policy: str = ""                   # required: start policy (sft's final/model dir or hub id), or "random"
     model: ModelSection = field(default_factory=ModelSection)
-    lora: LoraSection = field(default_factory=LoraSection)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     data: DataSection = field(default_factory=DataSection)
-    critic: CriticSection = field(default_factory=CriticSection)
-    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
-    action_optimizer: ActionOptSection = field(default_factory=ActionOptSection)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    objective: CriticUpdateConfig = field(default_factory=CriticUpdateConfig)
+    action_optimizer: ImprovementConfig = field(default_factory=ImprovementConfig)   # distillation targets
     parl: ParlSection = field(default_factory=ParlSection)
     online: OnlineSection = field(default_factory=OnlineSection)
-    policy_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=2e-5, batch_size=16, steps=0))
-    critic_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=64, steps=0))
+    policy_optim: PolicyOptimSection = field(default_factory=PolicyOptimSection)
+    critic_optim: ParlCriticOptimSection = field(default_factory=ParlCriticOptimSection)
     run: RunSection = field(default_factory=RunSection)
 
     def __post_init__(self) -> None:
@@ -398,6 +417,20 @@ class ParlConfig:
         if env == "calvin_parl" and self.data.reward != "parl":
             raise ConfigError("online.env=calvin_parl rewards (subtasks completed − 4) per step; label the offline "
                               "data the same way: set data.reward=parl")
+        if env == "robot":
+            _check_robot_online(self)
+
+
+def _check_robot_online(cfg: ParlRecipeConfig) -> None:
+    """online.env=robot: the store is named and what a version holds fits the policy. (What the critic reads,
+    the robots must send: a critic that reads `state` needs episodes that carry one, checked as they arrive.)"""
+    robot = cfg.online.robot
+    if robot.replay_dir is None:
+        raise ConfigError("online.env=robot needs online.robot.replay_dir: set it to the policy server's "
+                          "--episodes DIR (e.g. online.robot.replay_dir=runs/robot/episodes)")
+    if robot.publish == "adapter" and not cfg.lora.enabled:
+        raise ConfigError("online.robot.publish=adapter publishes LoRA adapters, but lora.enabled=false: set "
+                          "online.robot.publish=model (or null), or lora.enabled=true")
 
 
 @dataclass
@@ -414,33 +447,43 @@ class EvalSection:
 
 
 @dataclass
-class DemoConfig:
+class DemoRecipeConfig:
+    MOVED_KEYS: ClassVar[dict[str, str]] = _PARL_MOVED_KEYS
     recipe: Literal["demo"] = "demo"
     seeds: list[int] = field(default_factory=lambda: [0])
     model: ModelSection = field(default_factory=ModelSection)
-    lora: LoraSection = field(default_factory=lambda: LoraSection(enabled=False))
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
     data: DataSection = field(default_factory=DataSection)
     sft: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=32, steps=150))
-    critic: CriticSection = field(default_factory=CriticSection)
-    critic_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=128, steps=400))
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    critic_optim: CriticOptimSection = field(
+        default_factory=lambda: CriticOptimSection(lr=1e-3, batch_size=128, steps=400))
     candidate_cache_states: int = 512
-    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
-    action_optimizer: ActionOptSection = field(default_factory=lambda: ActionOptSection(step_size=0.05))
+    objective: CriticUpdateConfig = field(default_factory=CriticUpdateConfig)
+    action_optimizer: ImprovementConfig = field(default_factory=lambda: ImprovementConfig(step_size=0.05))
     parl: ParlSection = field(default_factory=ParlSection)
     online: OnlineSection = field(default_factory=OnlineSection)
-    policy_optim: OptimSection = field(default_factory=lambda: OptimSection(lr=3e-4, batch_size=32, steps=0))
+    policy_optim: PolicyOptimSection = field(default_factory=lambda: PolicyOptimSection(lr=3e-4, batch_size=32))
     eval: EvalSection = field(default_factory=EvalSection)
     ablations: list[Literal["vgps", "no_local_steps"]] = field(default_factory=lambda: ["vgps", "no_local_steps"])
+    # online.env=robot: simulated robot processes feeding the policy server (vla_parl.demo.robot_loop)
+    robot_processes: int = 2
     run: RunSection = field(default_factory=lambda: RunSection(threads=1))
 
     def __post_init__(self) -> None:
+        check_range("robot_processes", self.robot_processes, low=1)
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed, e.g. seeds=[0,1,2]")
         check_range("candidate_cache_states", self.candidate_cache_states, low=1)
         if self.data.kind != "tabletop":
             raise ConfigError("the demo runs on the built-in simulator: data.kind must be tabletop")
-        if self.online.env != "tabletop":
-            raise ConfigError("the demo runs on the built-in simulator: online.env must be tabletop")
+        if self.online.env not in ("tabletop", "robot"):
+            raise ConfigError("the demo runs on the built-in simulator: online.env must be tabletop (in-process "
+                              "episodes) or robot (simulated robots through a policy server)")
+        robot = self.online.robot
+        if self.online.env == "robot" and (robot.replay_dir is not None or robot.publish_dir is not None):
+            raise ConfigError("online.env=robot in the demo: each seed's episode store and publish folder live in "
+                              "its run dir (seed_<s>/robot/); leave online.robot.replay_dir and publish_dir unset")
 
 
 RANDOM_POLICY = "random"   # `policy: random`: start from model.name's own weights (tiny: randomly initialised)
@@ -452,7 +495,7 @@ def policy_source(policy: str) -> str:
     return "" if policy == RANDOM_POLICY else policy
 
 
-def critic_source(section: CriticSection) -> CriticSection:
+def critic_source(section: CriticConfig) -> CriticConfig:
     """The section `build_critic` reads: `checkpoint: fresh` means no checkpoint (a new critic)."""
     from dataclasses import replace
 
@@ -485,5 +528,6 @@ def check_required_inputs(cfg: object) -> None:
         check_model_source(checkpoint, "critic.checkpoint", "point it at the critic recipe's final/critic directory")
 
 
-RECIPE_CONFIGS = {"sft": SFTConfig, "critic": CriticConfig, "parl": ParlConfig, "demo": DemoConfig}
+RECIPE_CONFIGS = {"sft": SFTRecipeConfig, "critic": CriticRecipeConfig, "parl": ParlRecipeConfig,
+                  "demo": DemoRecipeConfig}
 DEFAULT_CONFIGS = {"sft": "sft_tabletop", "critic": "critic_tabletop", "parl": "parl_tabletop", "demo": "demo"}

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from vla_parl.config.schema import to_yaml
-from vla_parl.recipes._configs import RANDOM_POLICY, CriticConfig, critic_source, policy_source
-from vla_parl.training import CheckpointManager
+from vla_parl.recipes._configs import RANDOM_POLICY, CriticRecipeConfig, critic_source, policy_source
 from vla_parl.parl.candidate_cache import CandidateCache
-from vla_parl.training.builders import (build_critic, build_model, make_accelerator, rng_state, resume_and_open_logger,
-                                        set_rng_state)
+from vla_parl.training.builders import (as_policy, build_critic, instruction_tokenizer, is_openvla,
+                                        load_start_policy, make_accelerator, resume_and_open_logger)
+from vla_parl.training.checkpointing import CheckpointManager, rng_state, set_rng_state
 from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_data
 from vla_parl.training.parallel import local_rows, mean_over_ranks, prepare_replicated
 from vla_parl.utils.files import atomic_write_text
@@ -36,7 +36,7 @@ __all__ = ["CriticRecipe", "main"]
 
 
 class CriticRecipe:
-    def __init__(self, cfg: CriticConfig, run_dir: str | Path, *, resume: bool = False, policy_model: Any = None,
+    def __init__(self, cfg: CriticRecipeConfig, run_dir: str | Path, *, resume: bool = False, policy_model: Any = None,
                  episodes: list[dict[str, Any]] | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -47,8 +47,7 @@ class CriticRecipe:
 
     # ---- setup: accelerator → frozen policy → offline data → critic → optimizer → candidate cache → resume ------
     def setup(self) -> None:
-        from vla_parl.parl import ActionOptimizer, CriticUpdate, CriticUpdateConfig
-        from vla_parl.policy.openvla import OpenVLAPolicy
+        from vla_parl.parl import CriticUpdate
 
         cfg = self.cfg
         self.accelerator = make_accelerator(cfg.run)
@@ -56,10 +55,11 @@ class CriticRecipe:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         torch.manual_seed(cfg.run.seed)
-        model = self.policy_model or build_model(cfg.model, source=policy_source(cfg.policy),
-                                                 device=self.accelerator.device)
+        # an OpenVLA (model:), or the diffusion / Gaussian policy a policy.type=... sft run saved
+        model = self.policy_model or load_start_policy(cfg.model, policy_source(cfg.policy),
+                                                       device=self.accelerator.device)
         model.requires_grad_(False)
-        self.policy = OpenVLAPolicy(model.eval(), unnorm_key=cfg.model.unnorm_key)
+        self.policy = as_policy(model.eval(), cfg.model.unnorm_key)
         episodes, self._episodes = self._episodes, None
         self.buffer = open_offline_data(   # tabletop: <run>/data/offline; a dataset on disk: its shared store
             self.accelerator, cfg.data, self.run_dir,
@@ -67,28 +67,21 @@ class CriticRecipe:
             model.action_normalizer(cfg.model.unnorm_key).normalize, cfg.data.gamma, progress=cfg.run.progress, episodes_given=episodes is not None)
         example = self.buffer.sample(1, np.random.default_rng(0))["obs"]
         self.use_state = cfg.critic.privileged_state
-        self.critic = build_critic(critic_source(cfg.critic), model.processor.tokenizer,
+        self.critic = build_critic(critic_source(cfg.critic), instruction_tokenizer(model),
                                    action_dim=self.policy.action_dim,
                                    proprio_dim=example["proprio"].shape[1] if "proprio" in example else 0,
                                    state_dim=example["state"].shape[1] if "state" in example else 0)
-        optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.optim.lr)
+        optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.optim.lr,
+                                     weight_decay=cfg.optim.weight_decay)
         # DDP under every launch: even an FSDP config replicates the small critic (the policy is frozen here)
         self.critic, self.optimizer = prepare_replicated(self.accelerator, self.critic, optimizer)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         # the same generator on every rank: all draw the global batch, each trains on its own rows
         self.rng = np.random.default_rng([cfg.run.seed, 0])
         self.cache = CandidateCache(self.policy, cfg.objective.num_samples)
-        opt = cfg.action_optimizer
-        self.action_optimizer = ActionOptimizer(top_k=opt.top_k, num_steps=opt.num_steps, step_size=opt.step_size,
-                                                ensemble_reduce=opt.ensemble_reduce)
-        obj = cfg.objective
-        self.update = CriticUpdate(self.critic, self.optimizer, self.cache, self.action_optimizer,
-                                   CriticUpdateConfig(objective=obj.objective, gamma=cfg.data.gamma,
-                                                      polyak_tau=obj.polyak_tau, cql_alpha=obj.cql_alpha,
-                                                      cql_n_actions=obj.cql_n_actions, num_samples=obj.num_samples,
-                                                      expectile=obj.expectile, max_grad_norm=obj.max_grad_norm),
-                                   accelerator=self.accelerator, generator=self.generator)
-        self.update.core.improvement = self.update.operator.config.to_dict()   # saved with the critic
+        self.update = CriticUpdate(self.critic, self.optimizer, self.cache, cfg.action_optimizer, cfg.objective,
+                                   gamma=cfg.data.gamma, accelerator=self.accelerator, generator=self.generator)
+        self.update.core.improvement = cfg.action_optimizer.to_dict()   # saved with the critic
         self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
         self.logger, resumed = resume_and_open_logger(self.accelerator, self.checkpoints, self.run_dir, cfg,
                                                       self.resume, self._load_checkpoint)
@@ -195,7 +188,8 @@ def summary(recipe: CriticRecipe, wall_s: float) -> str:
     cfg, run = recipe.cfg, recipe.run_dir
     critic = run / "final" / "critic"
     commands = []
-    if cfg.policy != RANDOM_POLICY and cfg.data.kind == "tabletop":   # the SFT policy acting through this critic
+    # the SFT policy acting through this critic (`eval tabletop` takes an OpenVLA)
+    if cfg.policy != RANDOM_POLICY and cfg.data.kind == "tabletop" and is_openvla(recipe.policy):
         commands.append(eval_command(cfg.data, cfg.model.unnorm_key, Path(cfg.policy), run / "eval", critic=critic))
     parl_config = {"tabletop": "", "rlds": " --config parl_bridge_7b", "calvin": " --config parl_calvin_7b"}
     if cfg.data.kind in parl_config:    # a built-in PA-RL config reads this kind of data
@@ -207,7 +201,7 @@ def summary(recipe: CriticRecipe, wall_s: float) -> str:
                          metric_keys=("critic/loss", "critic/td_loss", "critic/q_data"), next_commands=commands)
 
 
-def main(cfg: CriticConfig, run_dir: str | Path, resume: bool = False) -> int:
+def main(cfg: CriticRecipeConfig, run_dir: str | Path, resume: bool = False) -> int:
     import time
 
     started = time.perf_counter()

@@ -21,7 +21,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ import torch
 
 from vla_parl.config.schema import to_dict, to_yaml
 from vla_parl.demo.report import setup_notes
-from vla_parl.recipes._configs import CriticConfig, DemoConfig, ParlConfig, SFTConfig
+from vla_parl.recipes._configs import (CriticRecipeConfig, DemoRecipeConfig, ParlCriticOptimSection, ParlRecipeConfig,
+                                        SFTRecipeConfig)
 from vla_parl.training import MetricLogger
 from vla_parl.training.metrics import read_metrics, truncate_metrics
 from vla_parl.utils.files import atomic_write_text
@@ -38,7 +39,7 @@ __all__ = ["DemoRecipe", "main"]
 
 
 class DemoRecipe:
-    def __init__(self, cfg: DemoConfig, run_dir: str | Path, *, resume: bool = False) -> None:
+    def __init__(self, cfg: DemoRecipeConfig, run_dir: str | Path, *, resume: bool = False) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -77,23 +78,68 @@ class DemoRecipe:
     def _model(self, seed: int) -> Any:
         return replace(self.cfg.model, seed=seed)
 
-    def sft_config(self, seed: int) -> SFTConfig:
-        return SFTConfig(model=self._model(seed), lora=self.cfg.lora, data=self._data(seed), optim=self.cfg.sft,
+    def sft_config(self, seed: int) -> SFTRecipeConfig:
+        return SFTRecipeConfig(model=self._model(seed), lora=self.cfg.lora, data=self._data(seed), optim=self.cfg.sft,
                          run=self._run(seed))
 
-    def critic_config(self, seed: int) -> CriticConfig:
+    def critic_config(self, seed: int) -> CriticRecipeConfig:
         c = self.cfg
-        return CriticConfig(model=self._model(seed), data=self._data(seed), critic=c.critic, objective=c.objective,
+        return CriticRecipeConfig(model=self._model(seed), data=self._data(seed), critic=c.critic, objective=c.objective,
                             action_optimizer=c.action_optimizer, optim=c.critic_optim,
                             candidate_cache_states=c.candidate_cache_states, run=self._run(seed))
 
-    def parl_config(self, seed: int, num_steps: int | None = None) -> ParlConfig:
+    def parl_config(self, seed: int, num_steps: int | None = None) -> ParlRecipeConfig:
+        """PA-RL's config for a seed. With online.env=robot the learner reads the seed's robot loop
+        (`seed_<s>/robot/`); the no-local-steps ablation (`num_steps`) collects in-process on the tabletop."""
         c = self.cfg
         action_optimizer = c.action_optimizer if num_steps is None else replace(c.action_optimizer, num_steps=num_steps)
-        return ParlConfig(model=self._model(seed), lora=replace(c.lora, enabled=False), data=self._data(seed),
-                          critic=c.critic, objective=c.objective, action_optimizer=action_optimizer, parl=c.parl,
-                          online=c.online, policy_optim=c.policy_optim, critic_optim=c.critic_optim,
-                          run=self._run(seed))
+        online = c.online
+        if online.env == "robot" and num_steps is None:
+            robot = self._robot_dir(seed)
+            online = replace(online, robot=replace(online.robot, replay_dir=str(robot / "episodes"),
+                                                   publish_dir=str(robot / "published"), publish="model"))
+        elif online.env == "robot":
+            online = replace(online, env="tabletop")
+        # the parl phase trains the critic as the critic phase did, for its own steps (parl.*, online.*)
+        critic_optim = ParlCriticOptimSection(**{f.name: getattr(c.critic_optim, f.name)
+                                                 for f in fields(ParlCriticOptimSection)})
+        return ParlRecipeConfig(model=self._model(seed), lora=replace(c.lora, enabled=False), data=self._data(seed),
+                                critic=c.critic, objective=c.objective, action_optimizer=action_optimizer,
+                                parl=c.parl, online=online, policy_optim=c.policy_optim, critic_optim=critic_optim,
+                                run=self._run(seed))
+
+    def _robot_dir(self, seed: int) -> Path:
+        return self.run_dir / f"seed_{seed}" / "robot"
+
+    def robot_loop(self, seed: int, parl: Any) -> Any:
+        """online.env=robot: export the policy and critic the offline stage ended with (`robot/v0/`), serve them
+        with episode sessions and policy updates, and start the simulated robots (`RobotLoop`). The robots run
+        the remaining rounds' episodes with the scenes the in-process online phase would reset to; they act as
+        online.actor says (policy samples at temperature 1: mode=sample; the operator: mode=refined)."""
+        from vla_parl.demo.robot_loop import RobotLoop
+
+        c, robot = self.cfg, self._robot_dir(seed)
+        if not (robot / "v0" / "model").is_dir():
+            parl.export(robot / "v0")
+        rounds_left = c.online.rounds - parl.round
+        d = c.data
+        robot_args = ["--task", d.task, "--episodes", str(rounds_left * c.online.episodes_per_round),
+                      "--processes", str(c.robot_processes), "--mode",
+                      "refined" if c.online.actor == "operator" else "sample",
+                      "--seed", str(seed * 100_000 + 50_000 + parl.round * c.online.episodes_per_round),
+                      "--max-steps", str(d.max_episode_steps), "--image-size", str(d.env_image_size),
+                      "--unnorm-key", c.model.unnorm_key, "--timeout", "120",
+                      # paced as PA-RL's real-robot rounds: a round's episodes come from the newest version
+                      "--episodes-per-version", str(c.online.episodes_per_round)]
+        if d.targets:
+            robot_args += ["--targets", *d.targets]
+        loop = RobotLoop(robot, checkpoint=robot / "v0" / "model", critic=robot / "v0" / "critic",
+                         episodes_dir=robot / "episodes", publish_dir=robot / "published", robot_args=robot_args,
+                         threads=c.run.threads or 1)
+        loop.start()
+        print(f"[seed {seed}] online through the robot loop: server {loop.server.url}, {c.robot_processes} "
+              f"simulated robot(s); logs in {robot}", flush=True)
+        return loop
 
     def _data(self, seed: int) -> Any:
         return replace(self.cfg.data, seed=self.cfg.data.seed + 1000 * seed)
@@ -142,7 +188,7 @@ class DemoRecipe:
         from vla_parl.critic import QCritic
         from vla_parl.eval.tabletop import greedy_actor, improvement_actor
         from vla_parl.models import OpenVLA
-        from vla_parl.parl import ImprovementConfig, ImprovementOperator
+        from vla_parl.parl import ImprovementOperator
         from vla_parl.policy.openvla import OpenVLAPolicy
         from vla_parl.training.data import load_episodes
 
@@ -189,19 +235,24 @@ class DemoRecipe:
         self._timed(seed, "critic", t)
         if "vgps" in cfg.ablations and "vgps" not in done:
             t = time.perf_counter()
-            opt = cfg.action_optimizer   # the critic's operator over SFT samples, no distillation
-            vgps = ImprovementOperator(critic, sft_policy, ImprovementConfig(
-                num_samples=cfg.eval.vgps_num_samples, top_k=opt.top_k, num_steps=opt.num_steps,
-                step_size=opt.step_size, ensemble_reduce=opt.ensemble_reduce))
+            # the critic's operator over SFT samples, no distillation: N from eval.vgps_num_samples, argmax
+            vgps = ImprovementOperator(critic, sft_policy, cfg.action_optimizer,
+                                       num_samples=cfg.eval.vgps_num_samples, choice="argmax")
             self.evaluate(seed, "vgps", improvement_actor(vgps, seed), sft_policy.unnormalize)
             self._timed(seed, "eval_vgps", t)
 
-        # 3. + 4. offline then online PA-RL (evaluated when each stage ends)
+        # 3. + 4. offline then online PA-RL (evaluated when each stage ends); online.env=robot: the online stage
+        # learns from simulated robots acting through a policy server that hot-swaps each published round
+        loops: list[Any] = []
+        robots_online = cfg.online.env == "robot" and cfg.online.rounds > 0
+
         def hook(stage: str, policy: Any) -> None:
             started = time.perf_counter()
             self.evaluate(seed, stage, greedy_actor(policy), policy.unnormalize,
                           record=stage == "online" and seed == cfg.seeds[0])
             self._timed(seed, f"eval_{stage}", started)
+            if stage == "offline" and robots_online:
+                loops.append(self.robot_loop(seed, parl))
 
         if "online" not in done:
             t = time.perf_counter()
@@ -209,7 +260,13 @@ class DemoRecipe:
                               policy_model=copy.deepcopy(sft_model), critic=copy.deepcopy(critic), episodes=episodes,
                               on_stage_end=hook)
             parl.setup()
-            parl.train()
+            try:
+                if robots_online and parl.refresh >= cfg.parl.offline_refreshes and parl.round < cfg.online.rounds:
+                    loops.append(self.robot_loop(seed, parl))      # resumed past the offline stage
+                parl.train()
+            finally:
+                for loop in loops:
+                    loop.stop()
             parl.export(self.run_dir / "final" if seed == cfg.seeds[0] else None)
             parl.cleanup()
             self._import_metrics(seed, "parl", root / "parl")
@@ -282,7 +339,7 @@ def _run_phase(recipe: Any) -> Any:
     return recipe
 
 
-def main(cfg: DemoConfig, run_dir: str | Path, resume: bool = False) -> int:
+def main(cfg: DemoRecipeConfig, run_dir: str | Path, resume: bool = False) -> int:
     recipe = DemoRecipe(cfg, run_dir, resume=resume)
     recipe.setup()
     recipe.train()

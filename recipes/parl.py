@@ -10,7 +10,8 @@ One *refresh* (offline) or *round* (online) is PA-RL's loop with the official ca
      per state from the current policy (`CandidateCache`: s, and s' when the critic trains);
   3. critic steps (`CriticUpdate`, Cal-QL by default) on the pool;
   4. distillation steps (`PolicyUpdate`): a*(s) = argmax over top-k locally optimised candidates,
-     θ ← θ − lr ∇ CE(π_θ(·|s), tokens(a*(s))).
+     θ ← θ − lr ∇ CE(π_θ(·|s), tokens(a*(s))) — the policy class's own supervised loss on a*(s): CE for
+     OpenVLA, ε-MSE for a diffusion policy, NLL for a Gaussian one (`policy=DIR` of a policy.type sft run).
 The policy optimiser is reset at the offline→online switch, and the online rounds train the critic at
 `online.critic_lr` when it is set. Output: `<run>/final/model` (LoRA merged,
 `OpenVLA.from_pretrained`-loadable), `<run>/final/critic`; checkpoints after every refresh/round hold the
@@ -21,7 +22,12 @@ replicated (same critic batch on every rank); a distillation step is one global 
 `policy_optim.batch_size × W` states whose a*(s) every rank computes, each distilling its own rows.
 Online episodes are collected where `online.env` says, through a `vla_parl.rollout` env adapter: `tabletop`
 (the built-in simulator, with data.kind=tabletop) or `calvin_parl` (PA-RL's 4-task CALVIN setting on our
-CALVIN scene, with data.kind=calvin and data.reward=parl); for other datasets set online.rounds=0.
+CALVIN scene, with data.kind=calvin and data.reward=parl) or `robot`: episodes robots finished through the
+policy server (`vla-parl serve --episodes DIR`), read by `vla_parl.rollout.RobotEpisodes`. A robot round waits
+for `online.robot.episodes_per_round` new episodes, trains on them, saves its checkpoint, then publishes the
+policy as `<online.robot.publish_dir>/v<round>` (`PolicyPublisher`) for the server to swap in; the server
+episode ids each round consumed are in the checkpoint, so `--resume` never counts one twice and publishes a
+round's version only if the kill came between its checkpoint and its publishing.
 """
 
 from __future__ import annotations
@@ -34,11 +40,11 @@ import numpy as np
 import torch
 
 from vla_parl.config.schema import to_yaml
-from vla_parl.recipes._configs import ParlConfig, critic_source, policy_source
-from vla_parl.training import CheckpointManager
+from vla_parl.recipes._configs import ParlRecipeConfig, critic_source, policy_source
 from vla_parl.parl.candidate_cache import CandidateCache
-from vla_parl.training.builders import (build_critic, build_model, make_accelerator, rng_state, resume_and_open_logger,
-                                        set_rng_state)
+from vla_parl.training.builders import (as_policy, build_critic, build_model, instruction_tokenizer, is_openvla,
+                                        load_start_policy, make_accelerator, resume_and_open_logger)
+from vla_parl.training.checkpointing import CheckpointManager, rng_state, set_rng_state
 from vla_parl.training.data import (batch_to_observation, episodes_to_buffer, load_episodes,
                                      open_offline_data)
 from vla_parl.training.parallel import (all_gather_batch, broadcast_generator, check_global_batch, export_policy,
@@ -50,7 +56,7 @@ __all__ = ["ParlRecipe", "main"]
 
 
 class ParlRecipe:
-    def __init__(self, cfg: ParlConfig, run_dir: str | Path, *, resume: bool = False, policy_model: Any = None,
+    def __init__(self, cfg: ParlRecipeConfig, run_dir: str | Path, *, resume: bool = False, policy_model: Any = None,
                  critic: Any = None, episodes: list[dict[str, Any]] | None = None,
                  on_stage_end: Callable[[str, Any], None] | None = None) -> None:
         self.cfg = cfg
@@ -65,12 +71,13 @@ class ParlRecipe:
         self.round = 0                         # online rounds done
         self.last_stats: dict[str, float] = {}  # the latest critic / distillation stats (progress bar)
         self.critic_step = 0                   # critic updates so far (the step of the critic's metric rows)
+        # online.env=robot, per round done: {"episodes": server episode ids consumed, "metrics": its manifest's}
+        self.robot_rounds: list[dict[str, Any]] = []
 
     # ---- setup: accelerator → policy (+LoRA) → data → critic → optimisers → update steps → resume ---------------
     def setup(self) -> None:
         from vla_parl.data import ReplayBuffer
-        from vla_parl.parl import ActionOptimizer, CriticUpdate, CriticUpdateConfig, PolicyUpdate, PolicyUpdateConfig
-        from vla_parl.policy.openvla import OpenVLAPolicy
+        from vla_parl.parl import CriticUpdate, PolicyUpdate
 
         cfg = self.cfg
         self.env_adapter = self._env_adapter() if cfg.online.rounds > 0 else None   # fails fast on missing assets
@@ -80,17 +87,19 @@ class ParlRecipe:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         torch.manual_seed(cfg.run.seed)
-        model = self.policy_model or build_model(cfg.model, source=policy_source(cfg.policy),
-                                                 device=self.accelerator.device)
-        if cfg.lora.enabled:
-            from vla_parl.models.openvla.lora import LoraSettings, apply_lora
+        # an OpenVLA (model:, lora:), or the diffusion / Gaussian policy a policy.type=... sft run saved
+        model = self.policy_model or load_start_policy(cfg.model, policy_source(cfg.policy),
+                                                       device=self.accelerator.device)
+        self.openvla = is_openvla(model)
+        if not self.openvla:
+            self._check_bc_policy_launch()
+        if cfg.lora.enabled and self.openvla:
+            from vla_parl.models.openvla.lora import apply_lora
 
-            apply_lora(model, LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
-                                           include_vision=cfg.lora.include_vision,
-                                           target=cfg.lora.target))
+            apply_lora(model, cfg.lora)
         else:
             model.requires_grad_(True)
-        self.policy = OpenVLAPolicy(model, unnorm_key=cfg.model.unnorm_key)
+        self.policy = as_policy(model, cfg.model.unnorm_key)
         self.normalizer = model.action_normalizer(cfg.model.unnorm_key)
         episodes, self._episodes = self._episodes, None
         self.offline = open_offline_data(   # tabletop: <run>/data/offline; a dataset on disk: its shared store
@@ -101,13 +110,14 @@ class ParlRecipe:
         online_dir = "online" if self.accelerator.num_processes == 1 else f"online_rank{rank}"
         self.online = ReplayBuffer(self.run_dir / "replay" / online_dir, gamma=cfg.data.gamma)
         example = self.offline.sample(1, np.random.default_rng(0))["obs"]
-        self._check_online_matches_offline(example)
-        self.use_state = cfg.critic.privileged_state
         self.critic = self.initial_critic or build_critic(
-            critic_source(cfg.critic), model.processor.tokenizer, action_dim=self.policy.action_dim,
+            critic_source(cfg.critic), instruction_tokenizer(model), action_dim=self.policy.action_dim,
             proprio_dim=example["proprio"].shape[1] if "proprio" in example else 0,
             state_dim=example["state"].shape[1] if "state" in example else 0)
-        critic_optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.critic_optim.lr)
+        self.use_state = bool(self.critic.inputs()["state_dim"])   # what the critic reads (a checkpoint decides)
+        self._check_online_matches_offline(example)
+        critic_optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.critic_optim.lr,
+                                            weight_decay=cfg.critic_optim.weight_decay)
         self.core = model
         self.model, self.policy_optimizer, self.sharded = prepare_policy(self.accelerator, model, cfg.run,
                                                                          self._policy_optimizer)
@@ -119,7 +129,7 @@ class ParlRecipe:
 
             raise ConfigError("parl.per_state_seeds=false needs one process: with several, each rank samples its "
                               "share of the states with per-state seeds (set it to null or true)")
-        if self.per_state_seeds:
+        if self.per_state_seeds and self.openvla:
             # distillation runs through the DDP wrapper (gradients all-reduced); sampling gathers FSDP2 shards
             from vla_parl.distributed import DistributedOpenVLAPolicy
 
@@ -128,26 +138,30 @@ class ParlRecipe:
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         # the same generator on every rank: all draw the same pool and global batches, each trains its rows
         self.rng = np.random.default_rng([cfg.run.seed, 0])
-        num_cached = max(cfg.parl.num_samples, cfg.objective.num_samples)
+        num_cached = max(cfg.action_optimizer.num_samples, cfg.objective.num_samples)
         self.cache = CandidateCache(self.policy, num_cached)
-        opt = cfg.action_optimizer
-        self.action_optimizer = ActionOptimizer(top_k=opt.top_k, num_steps=opt.num_steps, step_size=opt.step_size,
-                                                ensemble_reduce=opt.ensemble_reduce)
-        obj = cfg.objective
-        self.critic_update = CriticUpdate(
-            self.critic, self.critic_optimizer, self.cache, self.action_optimizer,
-            CriticUpdateConfig(objective=obj.objective, gamma=cfg.data.gamma, polyak_tau=obj.polyak_tau,
-                               cql_alpha=obj.cql_alpha, cql_n_actions=obj.cql_n_actions, num_samples=obj.num_samples,
-                               expectile=obj.expectile, max_grad_norm=obj.max_grad_norm),
-            accelerator=self.accelerator, generator=self.generator)
-        self.policy_update = PolicyUpdate(self.cache, self.policy_optimizer, self.critic, self.action_optimizer,
-                                          PolicyUpdateConfig(num_samples=cfg.parl.num_samples, choice=cfg.parl.choice,
-                                                             max_grad_norm=cfg.policy_optim.max_grad_norm),
+        self.critic_update = CriticUpdate(self.critic, self.critic_optimizer, self.cache, cfg.action_optimizer,
+                                          cfg.objective, gamma=cfg.data.gamma, accelerator=self.accelerator,
+                                          generator=self.generator)
+        self.policy_update = PolicyUpdate(self.cache, self.policy_optimizer, self.critic, cfg.action_optimizer,
+                                          max_grad_norm=cfg.policy_optim.max_grad_norm,
                                           accelerator=self.accelerator, generator=self.generator)
         self.policy_update.critic.improvement = self.policy_update.operator.config.to_dict()   # saved with it
         self.checkpoints = CheckpointManager(self.run_dir, keep=cfg.run.keep_checkpoints)
         self.logger, _ = resume_and_open_logger(self.accelerator, self.checkpoints, self.run_dir, cfg, self.resume,
                                                self._load_checkpoint)
+
+    def _check_bc_policy_launch(self) -> None:
+        """A diffusion / Gaussian start policy: one process (its distillation does not run through a DDP wrapper)
+        and a simulator to collect in (the policy server serves OpenVLA)."""
+        from vla_parl.errors import ConfigError
+
+        if self.accelerator.num_processes > 1:
+            raise ConfigError(f"policy={self.cfg.policy} is a diffusion/Gaussian policy, whose PA-RL runs in one "
+                              f"process: launch `vla-parl run parl` without accelerate/torchrun")
+        if self.cfg.online.rounds and self.cfg.online.env == "robot":
+            raise ConfigError("online.env=robot publishes OpenVLA policies to the policy server; a diffusion/Gaussian "
+                              "policy collects in a simulator: set online.env=tabletop or calvin_parl")
 
     def _policy_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.policy.trainable_parameters(), lr=self.cfg.policy_optim.lr,
@@ -213,9 +227,11 @@ class ParlRecipe:
     # ---- online collection ---------------------------------------------------------------------------------------
     def _env_adapter(self) -> Any:
         """The environment of `online.env` behind `vla_parl.rollout.run_episodes`."""
-        from vla_parl.rollout import CalvinParlAdapter, TabletopAdapter
+        from vla_parl.rollout import CalvinParlAdapter, RobotEpisodes, TabletopAdapter
 
         cfg = self.cfg
+        if cfg.online.env == "robot":
+            return RobotEpisodes(cfg.online.robot.replay_dir, poll_s=cfg.online.robot.poll_s)
         if cfg.online.env == "calvin_parl":
             c = cfg.online.calvin
             return CalvinParlAdapter(c.assets, image_size=c.image_size, max_steps=c.max_steps,
@@ -228,6 +244,11 @@ class ParlRecipe:
         if self.env_adapter is None:
             return
         offline = {k: tuple(v.shape[1:]) for k, v in example.items() if k != "instruction"}
+        if self.cfg.online.env == "robot":   # robot episodes are converted to these shapes; they carry a `state`
+            if not self.critic.inputs()["state_dim"]:     # only where the critic reads one
+                offline.pop("state", None)
+            self.env_adapter.match_offline(offline)
+            return
         online = {k: tuple(v) for k, v in self.env_adapter.obs_shapes.items()}
         if offline != online:
             from vla_parl.errors import ConfigError
@@ -245,10 +266,19 @@ class ParlRecipe:
         from vla_parl.rollout import run_episodes
 
         cfg = self.cfg
+        if cfg.online.env == "robot":
+            return self._collect_from_robot()
         # every rank collects its own episodes (rank r draws reset seeds r·10⁷ apart from rank 0's)
         seed = (cfg.run.seed * 100_000 + 50_000 + self.round * cfg.online.episodes_per_round
                 + self.accelerator.process_index * 10_000_000)
-        if cfg.online.actor == "operator":
+        if not self.openvla:   # a diffusion / Gaussian policy: its own samples (no temperature), or the operator's
+            operator = self.policy_update.operator.with_policy(self.policy)
+
+            def one_sample(obs: Any) -> np.ndarray:
+                return self.policy.sample_actions(obs, 1, generator=self.generator).actions[:, 0].cpu().numpy()
+
+            act = operator.actor(self.generator, choice="argmax") if cfg.online.actor == "operator" else one_sample
+        elif cfg.online.actor == "operator":
             from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings
 
             sampler = OpenVLAPolicy(self.policy.model, SamplingSettings(temperature=cfg.online.explore_temperature),
@@ -262,6 +292,64 @@ class ParlRecipe:
         return {"online/collect_success": result.success_rate, "online/episodes": float(self.online.num_episodes),
                 **{f"online/{k}": v for k, v in self.env_adapter.metrics(result).items()}}
 
+    def _collect_from_robot(self) -> dict[str, float]:
+        """Wait for this round's new robot episodes, copy them into the online replay and return their collection
+        metrics. Every rank polls the store itself (no collective held open for as long as robots take) and
+        takes the same episodes: the oldest not yet consumed, in an append-only store."""
+        from vla_parl.rollout import robot_metrics
+
+        cfg, robot, main = self.cfg, self.env_adapter, self.accelerator.is_main_process
+        count = cfg.online.robot.episodes_per_round or cfg.online.episodes_per_round
+        consumed = {episode for done in self.robot_rounds for episode in done["episodes"]}
+        chosen = robot.wait(count, consumed, timeout_s=cfg.online.robot.wait_timeout_s,
+                            progress=cfg.run.progress and main, hint=self._robot_hint() if main else None)
+        episodes = robot.load(chosen)
+        episodes_to_buffer([robot.to_learner(e) for e in episodes], self.online, lambda a: a, cfg.data.gamma)
+        stats = {**{f"online/{k}": v for k, v in robot_metrics(episodes).items()},
+                 "online/episodes": float(self.online.num_episodes)}
+        self.robot_rounds.append({"episodes": [e.server_id for e in episodes], "metrics": dict(stats)})
+        return stats
+
+    def _robot_hint(self) -> str:
+        """What to run so that robot episodes arrive (shown while waiting)."""
+        robot = self.cfg.online.robot
+        return (f"serve the policy with `vla-parl serve --checkpoint {self.cfg.policy} --episodes {robot.replay_dir} "
+                f"--policy-updates {self.publish_dir}` and let robots act through it and end their episodes "
+                f"(`vla-parl robot sim --url http://HOST:PORT --task reach --episodes N` simulates some)")
+
+    @property
+    def publish_dir(self) -> Path:
+        return Path(self.cfg.online.robot.publish_dir or self.run_dir / "published")
+
+    def publish(self) -> Path:
+        """`<publish_dir>/v<round>`: the policy of the round just saved, for the policy server to swap in, with
+        the round's episodes and metrics in its manifest. Every rank calls it; the main process writes."""
+        from vla_parl.training.publish import PolicyPublisher
+
+        cfg = self.cfg
+        done = self.robot_rounds[self.round - 1]
+        policy = Path(cfg.policy).expanduser()
+        kind = cfg.online.robot.publish or ("adapter" if cfg.lora.enabled else "model")
+        return PolicyPublisher(self.publish_dir).publish(
+            self.model, version=self.round, kind=kind,
+            base=str(policy.resolve()) if policy.exists() else cfg.policy, episodes=done["episodes"],
+            metrics=done["metrics"], sharded=self.sharded, is_main=self.accelerator.is_main_process,
+            rebuild_base=self._rebuild_base())
+
+    def _catch_up_publishing(self) -> None:
+        """Before the robot rounds: refuse a publish folder holding versions of another run, and publish the last
+        saved round's version when a kill came between its checkpoint and its publishing."""
+        from vla_parl.errors import ConfigError
+        from vla_parl.training.publish import PolicyPublisher
+
+        published = PolicyPublisher(self.publish_dir).latest_version()
+        if published > self.round:
+            raise ConfigError(f"{self.publish_dir} already holds v{published}, but this run has done {self.round} "
+                              f"robot rounds: those versions come from another run; set online.robot.publish_dir to "
+                              f"an empty folder (the policy server's --policy-updates DIR)")
+        if published < self.round:
+            self.publish()
+
     # ---- train ---------------------------------------------------------------------------------------------------
     def train(self) -> None:
         from tqdm import tqdm
@@ -269,6 +357,9 @@ class ParlRecipe:
         from vla_parl.distributed import gathered_weights
 
         cfg = self.cfg
+        robot = cfg.online.env == "robot" and cfg.online.rounds > 0
+        if robot:
+            self._catch_up_publishing()     # first: a publish folder of another run fails before any work
         total = cfg.parl.offline_refreshes + cfg.online.rounds
         stop_after = cfg.run.stop_after
         bar = tqdm(total=total, initial=self.refresh + self.round, desc="pa-rl", leave=False,
@@ -293,15 +384,22 @@ class ParlRecipe:
             if stop_after is not None and self.refresh + self.round >= stop_after:
                 return
             bar.set_description("pa-rl online")
-            with gathered_weights(self.core):   # FSDP2: gathered once per round (episode lengths differ per rank)
+            if robot:                           # no weights held while waiting for robots
                 stats = self.collect()
-            broadcast_generator(self.generator)   # the ranks' episodes drew from it differently
+            else:
+                with gathered_weights(self.core):   # FSDP2: gathered once per round (episode lengths differ per rank)
+                    stats = self.collect()
+                broadcast_generator(self.generator)   # the ranks' episodes drew from it differently
             self.logger.log(self.round + 1, stats, phase="collect", round=self.round)
             self.improve(cfg.online.critic_steps_per_round, cfg.online.distill_steps_per_round)
             self.round += 1
             bar.update(1)
             _show_losses(bar, self.last_stats)
+            if robot:
+                self.robot_rounds[-1]["metrics"].update(self.last_stats)
             self.save_checkpoint()
+            if robot:
+                self.publish()
         bar.close()
         if cfg.online.rounds and self.on_stage_end is not None:
             self.on_stage_end("online", self.policy)
@@ -325,7 +423,8 @@ class ParlRecipe:
                               {"distill_step": self.step, "critic_step": self.critic_step, "refresh": self.refresh,
                                "round": self.round,
                                "online_episodes": self.online.num_episodes, "sampler_rng": rng_state(self.rng),
-                               "global_batch": self.cfg.policy_optim.batch_size * self.accelerator.num_processes},
+                               "global_batch": self.cfg.policy_optim.batch_size * self.accelerator.num_processes,
+                               "robot_rounds": self.robot_rounds},
                               extra_generators={"update": self.generator},
                               sharded=lambda tmp: save_policy_state(tmp / "policy", self.model, self.policy_optimizer))
 
@@ -341,6 +440,7 @@ class ParlRecipe:
         set_rng_state(self.rng, state["sampler_rng"])
         self.step, self.refresh, self.round = state["distill_step"], state["refresh"], state["round"]
         self.critic_step = state.get("critic_step", 0)
+        self.robot_rounds = state.get("robot_rounds", [])[:self.round]
         check_global_batch(state, self.cfg.policy_optim.batch_size * self.accelerator.num_processes,
                            "policy_optim.batch_size")
         self.online.truncate(state["online_episodes"])   # drop episodes added after it (a kill mid-round)
@@ -352,10 +452,12 @@ class ParlRecipe:
         start policy rebuilt from `policy` (see `export_policy`)."""
         directory = directory or self.run_dir / "final"
         main = self.accelerator.is_main_process
-        rebuild = None if self.policy_model is not None else (
-            lambda: build_model(self.cfg.model, source=policy_source(self.cfg.policy), device="cpu"))
-        export_policy(self.model, directory / "model", sharded=self.sharded, is_main=main, rebuild_base=rebuild,
-                      adapter_dir=directory / "adapter", in_place=False)
+        if not self.openvla:   # one process: the policy (config, weights, statistics, manifest) and the critic
+            self.policy.save(directory / "model")
+            self.accelerator.unwrap_model(self.critic).save(directory / "critic")
+            return directory
+        export_policy(self.model, directory / "model", sharded=self.sharded, is_main=main,
+                      rebuild_base=self._rebuild_base(), adapter_dir=directory / "adapter", in_place=False)
         if main:
             self.accelerator.unwrap_model(self.critic).save(directory / "critic")
             from vla_parl.models.openvla.model_card import record_run
@@ -365,6 +467,12 @@ class ParlRecipe:
                 self.run_dir, ("policy/distill_loss", "critic/loss", "online/collect_success", "online/episodes")))
         self.accelerator.wait_for_everyone()
         return directory
+
+    def _rebuild_base(self) -> Callable[[], Any] | None:
+        """FSDP2 export: how rank 0 rebuilds the frozen start policy to merge gathered adapters into."""
+        if self.policy_model is not None:
+            return None
+        return lambda: build_model(self.cfg.model, source=policy_source(self.cfg.policy), device="cpu")
 
     def cleanup(self) -> None:
         self.logger.close()
@@ -386,10 +494,10 @@ def summary(recipe: ParlRecipe, wall_s: float) -> str:
 
     cfg, run = recipe.cfg, recipe.run_dir
     final = run / "final"
-    outputs = {"model": final / "model", **({"adapter": final / "adapter"} if cfg.lora.enabled else {}),
-               "critic": final / "critic"}
-    commands = [eval_command(cfg.data, cfg.model.unnorm_key, final / "model", run / "eval"),
-                f"vla-parl serve --checkpoint {final / 'model'} --critic {final / 'critic'}"]
+    outputs = {"model": final / "model", **({"adapter": final / "adapter"} if cfg.lora.enabled and recipe.openvla else {}),
+               "critic": final / "critic", **({"published": recipe.publish_dir} if cfg.online.env == "robot" and cfg.online.rounds else {})}
+    commands = ([eval_command(cfg.data, cfg.model.unnorm_key, final / "model", run / "eval"),   # they take an OpenVLA
+                 f"vla-parl serve --checkpoint {final / 'model'} --critic {final / 'critic'}"] if recipe.openvla else [])
     return print_summary("parl", run, done=recipe.refresh + recipe.round,
                          total=cfg.parl.offline_refreshes + cfg.online.rounds, unit="refreshes + rounds",
                          wall_s=wall_s, outputs=outputs,
@@ -397,7 +505,7 @@ def summary(recipe: ParlRecipe, wall_s: float) -> str:
                          next_commands=commands)
 
 
-def main(cfg: ParlConfig, run_dir: str | Path, resume: bool = False) -> int:
+def main(cfg: ParlRecipeConfig, run_dir: str | Path, resume: bool = False) -> int:
     import time
 
     started = time.perf_counter()

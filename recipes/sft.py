@@ -2,6 +2,7 @@
 
     vla-parl run sft --config sft_tabletop --output-dir runs/sft
     vla-parl run sft --config sft_bridge_7b data.path=/data/oxe
+    vla-parl run sft --output-dir runs/sft_diffusion policy.type=diffusion    # or gaussian: BC of another class
     accelerate launch --config_file <configs/accelerate/ddp.yaml> -m vla_parl.recipes.sft --config sft_bridge_7b
     accelerate launch --config_file <configs/accelerate/fsdp.yaml> -m vla_parl.recipes.sft ...   # FSDP2 (also CPU)
 
@@ -9,6 +10,9 @@ Data on disk (rlds, lerobot, calvin) is streamed step by step (`vla_parl.data.lo
 workers, per-rank shards, `data.shuffle_buffer` as the memory bound); `data.image_aug` adds OpenVLA's augmentation.
 Loss: the official OpenVLA fine-tuning loss — cross-entropy on the 7 action tokens plus EOS, actions
 normalised with the dataset's q01/q99 statistics (saved into the model, so serving un-normalises alike).
+policy.type=diffusion | gaussian: the same data and action normalisation, that class's own loss (DDPM ε-MSE | NLL) and
+network on a ResNet-18 image encoder (`vla_parl.training.builders.build_bc_policy`); `final/model` is then its
+`Policy.save` directory (with the statistics and a manifest), which `run critic` / `run parl` load with `policy=DIR`.
 Output: `<run>/final/model` (LoRA merged; `OpenVLA.from_pretrained`-loadable) and, with LoRA, the adapter
 `<run>/final/adapter`; checkpoints under `<run>/checkpoints/` (adapter or weights and optimizer as DCP
 shards, sampler RNG), `metrics.jsonl`, `config.yaml`. With W processes one step is one global batch of
@@ -27,9 +31,9 @@ import torch
 
 from vla_parl.config.schema import to_yaml
 from vla_parl.models.openvla.normalization import ActionNormalizer
-from vla_parl.recipes._configs import SFTConfig
-from vla_parl.training import CheckpointManager
-from vla_parl.training.builders import build_model, make_accelerator, resume_and_open_logger, rng_state, set_rng_state
+from vla_parl.recipes._configs import SFTRecipeConfig
+from vla_parl.training.builders import build_model, make_accelerator, resume_and_open_logger
+from vla_parl.training.checkpointing import CheckpointManager, rng_state, set_rng_state
 from vla_parl.training.data import (batch_to_observation, dataset_statistics, episode_statistics, load_episodes,
                                      open_offline_buffer)
 from vla_parl.training.parallel import (check_global_batch, export_policy, load_policy_state, local_rows,
@@ -40,7 +44,7 @@ __all__ = ["SFTRecipe", "main"]
 
 
 class SFTRecipe:
-    def __init__(self, cfg: SFTConfig, run_dir: str | Path, *, resume: bool = False,
+    def __init__(self, cfg: SFTRecipeConfig, run_dir: str | Path, *, resume: bool = False,
                  episodes: list[dict[str, Any]] | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -79,13 +83,13 @@ class SFTRecipe:
                 self.run_dir / "data" / "offline", lambda: self._episodes, self.normalize, cfg.data.gamma,
                 readonly=not main)
         self.stats = stats
-        self.model = build_model(cfg.model, norm_stats=stats, device=self.accelerator.device)
-        if cfg.lora.enabled:
-            from vla_parl.models.openvla.lora import LoraSettings, apply_lora
+        self.openvla = cfg.policy.type == "openvla"     # else BC of a diffusion / Gaussian policy (policy.type)
+        self.model = (build_model(cfg.model, norm_stats=stats, device=self.accelerator.device) if self.openvla
+                      else self._build_bc_policy())
+        if cfg.lora.enabled and self.openvla:
+            from vla_parl.models.openvla.lora import apply_lora
 
-            apply_lora(self.model, LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
-                                                include_vision=cfg.lora.include_vision,
-                                                target=cfg.lora.target))
+            apply_lora(self.model, cfg.lora)
         self.core = self.model
         # data.image_aug: OpenVLA's training augmentation; the model records it (serving then centre-crops)
         self.augmentation = self._record_augmentation(self.model)
@@ -130,9 +134,28 @@ class SFTRecipe:
         model.processor.image_transform.record_augmentation(augmentation)
         return augmentation
 
+    def _build_bc_policy(self) -> Any:
+        """policy.type diffusion | gaussian: a new policy on this data's action dims and (replay data) proprio."""
+        from vla_parl.training.builders import build_bc_policy
+        from vla_parl.training.parallel import fsdp_requested
+
+        if self.accelerator.num_processes > 1 and fsdp_requested(self.cfg.run):
+            from vla_parl.errors import ConfigError
+
+            raise ConfigError(f"FSDP2 shards OpenVLA's blocks; a {self.cfg.policy.type} policy is small enough to "
+                              f"replicate: launch with configs/accelerate/ddp.yaml (and run.distributed=auto)")
+        stats = self.stats[self.cfg.model.unnorm_key]
+        proprio_dim = 0 if self.streaming or "proprio" not in stats else len(stats["proprio"]["mean"])
+        return build_bc_policy(self.cfg.policy, action_dim=len(stats["action"]["q01"]), proprio_dim=proprio_dim,
+                               norm_stats=self.stats, unnorm_key=self.cfg.model.unnorm_key).to(self.accelerator.device)
+
     def loss(self, batch: dict[str, Any]) -> Any:
-        """Cross-entropy on the action tokens of the (normalised) dataset actions, through the prepared model."""
+        """Cross-entropy on the action tokens of the (normalised) dataset actions, through the prepared model;
+        a diffusion / Gaussian policy: its own supervised loss (ε-MSE / NLL, a `PolicyLoss`) on them."""
         obs = batch_to_observation(batch["obs"], use_state=False)
+        if not self.openvla:
+            device = self.accelerator.device
+            return self.model(obs.to(device), torch.from_numpy(batch["action"]).to(device))
         tokens = self.core.action_tokenizer.encode(torch.from_numpy(batch["action"]))
         images = list(obs.images.numpy())
         pixel_values = (self.core.processor.augmented_pixel_values(images, self.augmentation, self.aug_rng)
@@ -165,13 +188,18 @@ class SFTRecipe:
             progress.update(1)
             if self.step % cfg.run.log_every == 0 or self.step == total:
                 stats = mean_over_ranks({"sft/loss": float(out.loss.detach()),      # the global batch's means
-                                         "sft/action_accuracy": float(out.action_accuracy),
-                                         "sft/action_l1": float(out.action_l1)})
+                                         **self._loss_stats(out)})
                 self.logger.log(self.step, {**stats, "sft/step_time": time.perf_counter() - start}, phase="sft")
                 progress.set_postfix(loss=f"{stats['sft/loss']:.4f}", refresh=False)
             if self.step % cfg.run.checkpoint_every == 0 or self.step == total:
                 self.save_checkpoint()
         progress.close()
+
+    def _loss_stats(self, out: Any) -> dict[str, float]:
+        """What the loss reports beside its value: token accuracy and L1 (OpenVLA), the `PolicyLoss` stats."""
+        if not self.openvla:
+            return {f"sft/{name}": value for name, value in out.stats.items()}
+        return {"sft/action_accuracy": float(out.action_accuracy), "sft/action_l1": float(out.action_l1)}
 
     def _step_batches(self) -> Any:
         """This rank's endless stream of `optim.batch_size` steps from its share of the dataset (`StepBatches`)."""
@@ -211,6 +239,11 @@ class SFTRecipe:
         One process or DDP: merged in place on the main rank. FSDP2: only the adapters are gathered, to
         rank 0, which merges them once into the base rebuilt from `model` (see `export_policy`)."""
         directory = directory or self.run_dir / "final" / "model"
+        if not self.openvla:   # config.json (class, encoder, statistics), weights, manifest.json
+            if self.accelerator.is_main_process:
+                self.accelerator.unwrap_model(self.model).save(directory)
+            self.accelerator.wait_for_everyone()
+            return directory
         export_policy(self.model, directory, sharded=self.sharded, is_main=self.accelerator.is_main_process,
                       rebuild_base=lambda: self._with_augmentation(build_model(self.cfg.model, norm_stats=self.stats,
                                                                                device="cpu")),
@@ -245,20 +278,22 @@ def summary(recipe: SFTRecipe, wall_s: float) -> str:
 
     cfg, run = recipe.cfg, recipe.run_dir
     model = run / "final" / "model"
-    outputs = {"model": model, **({"adapter": run / "final" / "adapter"} if cfg.lora.enabled else {})}
-    commands = [eval_command(cfg.data, cfg.model.unnorm_key, model, run / "eval")]
+    openvla = cfg.policy.type == "openvla"     # eval and serve take an OpenVLA; every class goes on to the critic
+    outputs = {"model": model, **({"adapter": run / "final" / "adapter"} if cfg.lora.enabled and openvla else {})}
+    commands = [eval_command(cfg.data, cfg.model.unnorm_key, model, run / "eval")] if openvla else []
     if cfg.data.kind == "tabletop":
         commands.append(f"vla-parl run critic --output-dir {run.parent / 'critic'} policy={model}")
     elif cfg.data.kind == "rlds":
         commands.append(f"vla-parl run critic --config critic_bridge_7b --output-dir {run.parent / 'critic'} "
                         f"data.path={cfg.data.path} policy={model}")
-    commands.append(f"vla-parl serve --checkpoint {model}")
+    if openvla:
+        commands.append(f"vla-parl serve --checkpoint {model}")
     return print_summary("sft", run, done=recipe.step, total=cfg.optim.steps, unit="steps", wall_s=wall_s,
                          outputs=outputs, metric_keys=("sft/loss", "sft/action_accuracy", "sft/action_l1"),
                          next_commands=commands)
 
 
-def main(cfg: SFTConfig, run_dir: str | Path, resume: bool = False) -> int:
+def main(cfg: SFTRecipeConfig, run_dir: str | Path, resume: bool = False) -> int:
     started = time.perf_counter()
     recipe = SFTRecipe(cfg, run_dir, resume=resume)
     recipe.setup()

@@ -111,9 +111,9 @@ def scale_worker(phase: str, folder: Path, store_dir: Path) -> dict:
     from vla_parl.recipes._configs import DataSection
 
     if phase == "sft_rlds":
-        data = DataSection(kind="rlds", path=str(folder), dataset_name="bridge_orig", privileged_state=False)
+        data = DataSection(kind="rlds", path=str(folder), dataset_name="bridge_orig")
     else:
-        data = DataSection(kind="lerobot", path=str(folder), privileged_state=False, store_dir=str(store_dir))
+        data = DataSection(kind="lerobot", path=str(folder), store_dir=str(store_dir))
     base_rss = _rss_mb()[0]
     t0 = time.perf_counter()
     if phase.startswith("sft"):

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,41 +24,17 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _start_server(checkpoint: str, max_batch_size: int, max_wait_ms: float, threads: int,
                   extra_args: tuple[str, ...] = (), start_timeout: float = 120) -> tuple[Any, str]:
-    """A `vla-parl serve` process (plus `extra_args`, e.g. --critic DIR --device cuda) and its URL, once healthy."""
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "vla_parl.cli.serve", "--checkpoint", checkpoint, "--port",
-                                str(port), "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms),
-                                "--log-level", "warning", *extra_args], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    import requests
+    """A running `vla-parl serve` process (`serving.process.ServerProcess`; plus `extra_args`, e.g. --critic DIR
+    --device cuda) and its URL, once healthy."""
+    from serving.process import ServerProcess
 
-    deadline = time.monotonic() + start_timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if requests.get(url + "/health", timeout=2).status_code == 200:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not start within {start_timeout:.0f} s")
-        time.sleep(0.2)
+    server = ServerProcess(["--checkpoint", checkpoint, "--max-batch-size", str(max_batch_size), "--max-wait-ms",
+                            str(max_wait_ms), "--log-level", "warning", *extra_args], threads=threads,
+                           start_timeout=start_timeout)
+    return server, server.start()
 
 
 def _load(url: str, body: bytes, clients: int, duration: float, path: str = "/act") -> dict[str, Any]:
@@ -158,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"  errors {row['errors']}", flush=True)
                     loads.append(os.getloadavg())
         finally:
-            for process, _ in servers.values():
-                process.terminate()
-                process.wait(timeout=30)
+            for server, _ in servers.values():
+                server.stop()
 
     print(f"\n{'clients':>7} | {'batching on: req/s   p50    p99':>32} | {'batching off: req/s   p50    p99':>33} | "
           f"{'speed-up':>8}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from serving.images import decode_image
 
-__all__ = ["RequestInvalid", "parse_request", "BodyDecoder"]
+__all__ = ["RequestInvalid", "validate_json", "parse_request", "BodyDecoder"]
 
 
 class RequestInvalid(Exception):
@@ -30,19 +30,24 @@ class RequestInvalid(Exception):
         self.errors = errors
 
 
+def validate_json(model: Any, body: bytes) -> Any:
+    """`model.model_validate_json(body)`, a schema violation raised as `RequestInvalid`."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:     # only what the error answer uses: never the (possibly huge) input
+        raise RequestInvalid([{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]) from None
+
+
 def parse_request(body: bytes, batch: bool, max_pixels: int, max_items: int) -> Any:
     """Validate `body` as an `ActRequest` (or `ActBatchRequest`) and decode its images in place.
 
     Raises `RequestInvalid` (schema) or `PayloadError` (too many rows, undecodable or oversize image)."""
-    from pydantic import ValidationError
-
     from serving.images import PayloadError
     from serving.schemas import ActBatchRequest, ActRequest
 
-    try:
-        request = (ActBatchRequest if batch else ActRequest).model_validate_json(body)
-    except ValidationError as exc:     # only what the error answer uses: never the (possibly huge) input
-        raise RequestInvalid([{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]) from None
+    request = validate_json(ActBatchRequest if batch else ActRequest, body)
     if batch and len(request.requests) > max_items:
         raise PayloadError(f"{len(request.requests)} requests in one batch; this server accepts at most "
                            f"{max_items} (see --max-batch-items)", status=413)

@@ -20,16 +20,25 @@ The operator's settings are the ones saved with the critic (`QCritic.save`), ove
 flags (`overrides`) and then by each request's num_samples / top_k / steps.
 
 Per-row failures come back as exceptions in the result list; the batcher turns them into 5xx answers.
+
+Hot swap: the served policy (model, its statistics, its version number) is one `_ServedPolicy`, never changed.
+`run` reads it once when a batch starts and uses it to the end, so `swap(model, version)` — a single
+reference assignment, made by `serving.policy_updates` after it loaded the new model off the request path —
+takes effect for the next batch; a batch already running finishes on the version it started with, and each
+`ActResult.policy_version` names the version that computed that row. The critic stays across swaps.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vla_parl.errors import VLAParlError
 
 __all__ = ["ActItem", "ActResult", "PolicyEngine", "ModelOutputError", "resize_for_critic"]
 
@@ -63,6 +72,20 @@ class ActResult:
     greedy_q: float | None = None
     candidate_q: list[float] | None = None
     samples: np.ndarray | None = None        # float64 [N, A]
+    policy_version: int = 0                  # the served version that computed this row (0: the start checkpoint)
+
+
+class _ServedPolicy:
+    """One served model with what `run` derives from it. Model, version and statistics never change after
+    construction (a swap makes a new one), so a batch that holds it sees one consistent version."""
+
+    def __init__(self, model: Any, version: int) -> None:
+        self.model = model.eval()
+        self.version = version
+        self.unnorm_keys = sorted(model.norm_stats)
+        self.normalizers = {key: model.action_normalizer(key) for key in self.unnorm_keys}
+        self.action_dims = {key: n.action_dim for key, n in self.normalizers.items()}
+        self.policies: dict[int, Any] = {}   # action_dim → OpenVLAPolicy over this model (sampling), built lazily
 
 
 def resize_for_critic(images: list[np.ndarray], size: int) -> np.ndarray:
@@ -94,7 +117,8 @@ class PolicyEngine:
                  overrides: dict[str, Any] | None = None) -> None:
         from vla_parl.parl import ImprovementOperator
 
-        self.model = model.eval()
+        self._served = _ServedPolicy(model, 0)
+        self._swap_lock = threading.Lock()   # concurrent swaps: one wins, the other is refused as not newer
         self.critic = critic.eval() if critic is not None else None
         self.checkpoint = checkpoint
         self.critic_path = critic_path
@@ -104,10 +128,47 @@ class PolicyEngine:
             self.operator = (ImprovementOperator(self.critic, None, improvement, **overrides) if improvement
                              else ImprovementOperator.from_critic(self.critic, fallback=_legacy_improvement(),
                                                                   **overrides))
-        self.unnorm_keys = sorted(model.norm_stats)
-        self._normalizers = {key: model.action_normalizer(key) for key in self.unnorm_keys}
-        self.action_dims = {key: n.action_dim for key, n in self._normalizers.items()}
-        self._policies: dict[int, Any] = {}
+
+    # ---- the served policy (swapped between batches) ---------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The model new batches use."""
+        return self._served.model
+
+    @property
+    def policy_version(self) -> int:
+        """The version new batches use: 0 for the checkpoint served at start, k after `swap(model, k)`."""
+        return self._served.version
+
+    @property
+    def unnorm_keys(self) -> list[str]:
+        return self._served.unnorm_keys
+
+    @property
+    def action_dims(self) -> dict[str, int]:
+        return self._served.action_dims
+
+    def swap(self, model: Any, version: int) -> None:
+        """Serve `model` as `version` from the next batch on (a running batch finishes on its own version).
+
+        `VLAParlError` when the version is not newer, or when the model cannot replace the served one without
+        a restart: requests are validated (unnorm key, action dims) and their images preprocessed before they
+        reach a batch, so it must have the same datasets, action dims and image transform (its statistics
+        may differ)."""
+        candidate = _ServedPolicy(model, version)
+        with self._swap_lock:
+            served, problem = self._served, None
+            if version <= served.version:
+                problem = f"it is not newer than the served version {served.version}"
+            elif candidate.action_dims != served.action_dims:
+                problem = (f"its datasets/action dims {candidate.action_dims} differ from the served model's "
+                           f"{served.action_dims}")
+            elif (model.processor.image_transform.to_preprocessor_config()
+                  != served.model.processor.image_transform.to_preprocessor_config()):
+                problem = "its image transform (preprocessor_config.json) differs from the served model's"
+            if problem:
+                raise VLAParlError(f"cannot hot-swap to version {version}: {problem}; restart the server with it")
+            self._served = candidate   # one reference: the next batch's `run` reads it
 
     # ---- loading -----------------------------------------------------------------------------------------
     @classmethod
@@ -176,37 +237,40 @@ class PolicyEngine:
 
     # ---- the batched call ----------------------------------------------------------------------------------
     def run(self, items: list[ActItem]) -> list[ActResult | BaseException]:
-        """Act on every item with batched model calls; failures are returned per row."""
+        """Act on every item with batched model calls, all on the policy served when the batch starts;
+        failures are returned per row."""
         import torch
 
+        served = self._served   # this batch's version, whatever `swap` does meanwhile
+        model = served.model
         with torch.inference_mode():
             if all(i.pixel_values is not None for i in items):   # preprocessed at admission (same transform)
                 pixel_values = torch.stack([i.pixel_values for i in items])
-                prompt_ids = self.model.processor.batch_prompt_ids([i.instruction for i in items])
+                prompt_ids = model.processor.batch_prompt_ids([i.instruction for i in items])
             else:
-                pixel_values, prompt_ids = self.model.prepare_inputs([i.image for i in items],
-                                                                     [i.instruction for i in items])
-            pixel_values = pixel_values.to(self.model.device)
+                pixel_values, prompt_ids = model.prepare_inputs([i.image for i in items],
+                                                                [i.instruction for i in items])
+            pixel_values = pixel_values.to(model.device)
             normalised: list[np.ndarray | None] = [None] * len(items)   # chosen action per row, normalised
             greedy: dict[int, np.ndarray] = {}
             samples: dict[int, np.ndarray] = {}
             greedy_rows = [r for r, i in enumerate(items) if i.mode in ("greedy", "refined")]
             if greedy_rows:
-                num_tokens = max(self.action_dims[items[r].unnorm_key] for r in greedy_rows)
-                tokens = self.model.generate_action_tokens(pixel_values[greedy_rows],
-                                                           [prompt_ids[r] for r in greedy_rows], num_tokens)
-                decoded = self.model.action_tokenizer.decode(tokens.cpu().numpy())
+                num_tokens = max(served.action_dims[items[r].unnorm_key] for r in greedy_rows)
+                tokens = model.generate_action_tokens(pixel_values[greedy_rows],
+                                                      [prompt_ids[r] for r in greedy_rows], num_tokens)
+                decoded = model.action_tokenizer.decode(tokens.cpu().numpy())
                 for j, r in enumerate(greedy_rows):
-                    greedy[r] = decoded[j, : self.action_dims[items[r].unnorm_key]]
+                    greedy[r] = decoded[j, : served.action_dims[items[r].unnorm_key]]
             # rows with a seed are sampled alone (the last key part keeps them apart), from their own generator
             groups: dict[tuple[int, float, int, int | None], list[int]] = defaultdict(list)
             for r, item in enumerate(items):
                 if item.mode in ("sample", "refined"):
-                    groups[(item.num_samples, item.temperature, self.action_dims[item.unnorm_key],
+                    groups[(item.num_samples, item.temperature, served.action_dims[item.unnorm_key],
                             None if item.seed is None else r)].append(r)
             for (num_samples, temperature, action_dim, seeded), rows in groups.items():
                 generator = None if seeded is None else torch.Generator().manual_seed(items[seeded].seed)
-                samples.update(zip(rows, self._sample(pixel_values[rows], [prompt_ids[r] for r in rows],
+                samples.update(zip(rows, self._sample(served, pixel_values[rows], [prompt_ids[r] for r in rows],
                                                       num_samples, temperature, action_dim, generator)))
         results: list[ActResult | BaseException | None] = [None] * len(items)
         for r, item in enumerate(items):
@@ -224,21 +288,22 @@ class PolicyEngine:
                 normalised[r], extras[r] = action, extra
         for r, item in enumerate(items):
             try:
-                results[r] = self._finish(item, normalised[r], samples.get(r), extras.get(r, {}))
+                results[r] = self._finish(served, item, normalised[r], samples.get(r), extras.get(r, {}))
             except Exception as exc:  # noqa: BLE001 - reported to that row's client as a 5xx
                 results[r] = exc
         return results  # type: ignore[return-value]
 
-    def _sample(self, pixel_values: Any, prompt_ids: list[list[int]], num_samples: int, temperature: float,
-                action_dim: int, generator: Any = None) -> list[np.ndarray]:
+    @staticmethod
+    def _sample(served: _ServedPolicy, pixel_values: Any, prompt_ids: list[list[int]], num_samples: int,
+                temperature: float, action_dim: int, generator: Any = None) -> list[np.ndarray]:
         from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings
 
-        policy = self._policies.get(action_dim)
+        policy = served.policies.get(action_dim)
         if policy is None:
-            policy = self._policies[action_dim] = OpenVLAPolicy(self.model, action_dim=action_dim)
+            policy = served.policies[action_dim] = OpenVLAPolicy(served.model, action_dim=action_dim)
         ids, _ = policy.sample_tokens(pixel_values, prompt_ids, num_samples,
                                       settings=SamplingSettings(temperature=temperature), generator=generator)
-        return list(self.model.action_tokenizer.decode(ids.cpu().numpy()))   # each [N, A]
+        return list(served.model.action_tokenizer.decode(ids.cpu().numpy()))   # each [N, A]
 
     def _refine(self, items: list[ActItem], rows: list[int], greedy: dict[int, np.ndarray],
                 samples: dict[int, np.ndarray], top_k: int, steps: int) -> list[tuple[np.ndarray, dict[str, Any]]]:
@@ -277,11 +342,12 @@ class PolicyEngine:
                            instructions=[i.instruction for i in items],
                            proprio=vectors("proprio", config.proprio_dim), state=vectors("state", config.state_dim))
 
-    def _finish(self, item: ActItem, normalised: np.ndarray | None, samples: np.ndarray | None,
+    @staticmethod
+    def _finish(served: _ServedPolicy, item: ActItem, normalised: np.ndarray | None, samples: np.ndarray | None,
                 extra: dict[str, Any]) -> ActResult:
         if normalised is None:
             raise ModelOutputError(f"no action was computed for mode {item.mode!r}")
-        normalizer = self._normalizers[item.unnorm_key]
+        normalizer = served.normalizers[item.unnorm_key]
         action = np.asarray(normalizer.unnormalize(normalised), dtype=np.float64)
         if not np.all(np.isfinite(action)):
             raise ModelOutputError(f"the model produced a non-finite action {action.tolist()} for unnorm_key "
@@ -289,4 +355,4 @@ class PolicyEngine:
         unnorm_samples = None
         if item.mode == "sample" and samples is not None:
             unnorm_samples = np.asarray(normalizer.unnormalize(samples), dtype=np.float64)
-        return ActResult(action=action, samples=unnorm_samples, **extra)
+        return ActResult(action=action, samples=unnorm_samples, policy_version=served.version, **extra)

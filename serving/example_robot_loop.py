@@ -1,10 +1,18 @@
-"""Drive a robot (here: the built-in pybullet tabletop) with actions from a running policy server.
+"""A robot's control loop against a policy server: labelled episodes for online PA-RL.
 
-    vla-parl serve --checkpoint CKPT [--critic CRITIC] &
-    python -m serving.example_robot_loop --url http://127.0.0.1:8000 --task lift --episodes 2
+    vla-parl serve --checkpoint CKPT --critic CRITIC --episodes runs/episodes &
+    python -m serving.example_robot_loop --url http://127.0.0.1:8000 --episodes 2
 
-The loop is what a real robot's control loop looks like: read the camera, ask the server for an action,
-send it to the robot, repeat. Swap `make_env` for your robot driver; keep the `PolicyClient` calls.
+Every episode is recorded on the server: reset the robot, `start_episode`, then read the camera (and
+proprioception), `act` with the episode id, execute the action, repeat; at the end label it — a callback
+(here the simulator's own success signal) or, when run in a terminal, the operator types y/n — and
+`end_episode` stores it for the learner. Robots collect in mode "refined" (PA-RL's improvement operator)
+when the server has a critic, else "greedy".
+
+On a real robot, replace `make_robot` with your driver: an object with `reset()`, `get_image()`,
+`get_proprio()` and `apply_action(action) -> episode over?` (`vla_parl_client.Robot`). This file needs only
+the torch-free client (`pip install ./client` gives `vla_parl_client`); the simulated tabletop it drives
+when run as it is comes from vla-parl.
 """
 
 from __future__ import annotations
@@ -12,73 +20,74 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from vla_parl_client import (PolicyClient, PolicyServerError, Robot, collection_mode, keyboard_label,
+                             run_episode)
 
-from serving.client import PolicyClient, PolicyServerError
-
-__all__ = ["run_episode", "main"]
+__all__ = ["make_robot", "choose_label", "main"]
 
 
-def run_episode(client: PolicyClient, env: Any, *, max_steps: int, mode: str = "greedy",
-                unnorm_key: str | None = None, seed: int | None = None) -> dict[str, Any]:
-    """One episode: returns success, steps, mean request latency (ms) and the actions sent."""
-    obs, _ = env.reset(seed=seed)
-    latencies, actions, success = [], [], False
-    for step in range(max_steps):
-        start = time.perf_counter()
-        action = client.act(obs["image"], obs["instruction"], unnorm_key=unnorm_key, mode=mode)
-        latencies.append((time.perf_counter() - start) * 1e3)
-        action = np.clip(action, env.action_space.low, env.action_space.high).astype(np.float32)
-        actions.append(action)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        if reward > 0:
-            success = True
-        if terminated or truncated:
-            break
-    return {"success": success, "steps": step + 1, "mean_latency_ms": float(np.mean(latencies)),
-            "actions": np.stack(actions)}
+def make_robot(args: argparse.Namespace) -> Robot:
+    """The robot to drive (a `Robot` with a `close()`). Here: the built-in pybullet tabletop, episode e on
+    seed e; put your driver here."""
+    from vla_parl.envs.tabletop_robot import TabletopRobot
+
+    return TabletopRobot(args.task, seeds=range(args.episodes), image_size=args.image_size,
+                         max_episode_steps=args.max_steps)
+
+
+def choose_label(robot: Any, how: str, interactive: bool) -> Callable[[], bool]:
+    """The success label: "keyboard" (y/n after each episode), "robot" (the robot's own `success` after the
+    episode, as a simulator knows it) or "auto" (keyboard in a terminal, else the robot's)."""
+    if how == "keyboard" or (how == "auto" and interactive):
+        return keyboard_label()
+    if not hasattr(robot, "success"):
+        raise ValueError(f"{type(robot).__name__} reports no success of its own: label episodes with "
+                         "--label keyboard (in a terminal)")
+    return lambda: bool(robot.success)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--api-key", default=os.environ.get("VLA_PARL_API_KEY"))
-    parser.add_argument("--task", default="lift", help="tabletop task: reach, push or lift")
     parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--max-steps", type=int, default=60)
-    parser.add_argument("--mode", default="greedy", choices=["greedy", "sample", "refined"])
+    parser.add_argument("--max-steps", type=int, default=20, help="actions per episode at most")
+    parser.add_argument("--mode", default=None, choices=["greedy", "sample", "refined"],
+                        help="default: refined when the server has a critic, else greedy")
+    parser.add_argument("--label", default="auto", choices=["auto", "keyboard", "robot"],
+                        help="who says whether an episode succeeded (auto: keyboard in a terminal, else the robot)")
     parser.add_argument("--unnorm-key", default=None)
-    parser.add_argument("--image-size", type=int, default=128, help="camera image side (pixels)")
+    parser.add_argument("--task", default="reach", help="simulated tabletop task: reach, push or lift")
+    parser.add_argument("--image-size", type=int, default=56, help="simulated camera image side (pixels)")
     args = parser.parse_args(argv)
 
-    from vla_parl.envs import make_env
-
-    env = make_env(args.task, image_size=args.image_size)
+    robot = make_robot(args)
     try:
-        with PolicyClient(args.url, api_key=args.api_key) as client:
+        label = choose_label(robot, args.label, sys.stdin.isatty())
+        with PolicyClient(args.url, api_key=args.api_key, timeout=30.0) as client:
             info = client.metadata()
-            print(f"server: {info['model']['checkpoint']} action_dim={info['action_dim']} modes={info['modes']}")
-            if args.mode not in info["modes"]:
-                hint = (": start the server with a critic, `vla-parl serve --checkpoint CKPT --critic CRITIC`"
-                        if args.mode == "refined" else "")
-                print(f"error: the server at {args.url} offers modes {info['modes']}, not --mode {args.mode}{hint}",
-                      file=sys.stderr)
-                return 2
+            mode = args.mode or collection_mode(info)
+            if mode not in info["modes"]:
+                raise ValueError(f"the server at {args.url} offers modes {info['modes']}, not --mode {mode}"
+                                 + (": start it with a critic (--critic CRITIC)" if mode == "refined" else ""))
+            print(f"server: {info['model']['checkpoint']} modes={info['modes']} policy version "
+                  f"{info.get('policy_version', 0)}; collecting in mode {mode}")
             successes = 0
             for episode in range(args.episodes):
-                result = run_episode(client, env, max_steps=args.max_steps, mode=args.mode,
-                                     unnorm_key=args.unnorm_key, seed=episode)
-                successes += result["success"]
-                print(f"episode {episode}: success={result['success']} steps={result['steps']} "
-                      f"latency={result['mean_latency_ms']:.1f} ms/step")
-    except PolicyServerError as exc:      # unreachable server, wrong API key, a rejected request
+                result = run_episode(client, robot, label=label, max_steps=args.max_steps, mode=mode,
+                                     unnorm_key=args.unnorm_key, metadata={"robot": "example_robot_loop"})
+                successes += result.success
+                print(f"episode {episode}: {'success' if result.success else 'failure'} in {result.steps} steps "
+                      f"(policy version {result.policy_versions[0]}, "
+                      f"{sum(result.latencies_ms) / result.steps:.1f} ms/step) stored as {result.episode_id}")
+    except (PolicyServerError, ValueError) as exc:   # unreachable server, wrong key or mode, a rejected request
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        env.close()
+        robot.close()                               # release the robot (the simulator's pybullet client)
     print(f"success rate {successes}/{args.episodes}")
     return 0
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Mode", "ActRequest", "ActBatchRequest", "Timing", "ActResponse", "ActBatchResponse", "ErrorResponse",
     "BatchingStats", "HealthResponse", "CriticInfo", "ModelInfo", "Limits", "MetadataResponse",
+    "EpisodeStartRequest", "EpisodeStartResponse", "EpisodeEndRequest", "EpisodeUploadRequest", "EpisodeStored",
+    "EpisodeSummary", "VersionStats", "EpisodeListResponse", "ReloadResponse", "MAX_EPISODE_ID_CHARS",
     "MAX_INSTRUCTION_CHARS", "MAX_NUM_SAMPLES", "MAX_TOP_K", "MAX_STEPS", "MAX_TEMPERATURE", "MAX_VECTOR_DIM",
 ]
 
@@ -25,6 +27,8 @@ MAX_TOP_K = 256
 MAX_STEPS = 100
 MAX_TEMPERATURE = 10.0
 MAX_VECTOR_DIM = 4096             # proprio / state entries
+MAX_EPISODE_ID_CHARS = 64
+MAX_EPISODE_ROWS = 100_000        # list lengths in episode bodies (the server's --max-episode-steps applies too)
 
 Pixel = Annotated[int, Field(strict=True, ge=0, le=255)]
 PixelRow = Annotated[list[Annotated[list[Pixel], Field(min_length=3, max_length=3)]], Field(min_length=1)]
@@ -69,6 +73,10 @@ class ActRequest(_Strict):
                                       description="low-dimensional (e.g. simulator) state; required by refined mode "
                                                   "when the critic reads it, with length /v1/metadata "
                                                   "critic.state_dim; ignored otherwise")
+    episode_id: str | None = Field(default=None, min_length=1, max_length=MAX_EPISODE_ID_CHARS,
+                                   description="record this observation (image, instruction, proprio, state) and the "
+                                               "answered action as the next step of this episode (POST "
+                                               "/v1/episodes); unnorm_key defaults to the episode's")
 
 
 class ActBatchRequest(_Strict):
@@ -94,6 +102,10 @@ class ActResponse(BaseModel):
     candidate_q: list[float] | None = Field(default=None, description="refined: Q of the refined top-k candidates")
     samples: list[list[float]] | None = Field(default=None, description="sample: all drawn actions "
                                                                         "(action = samples[0])")
+    policy_version: int = Field(description="the served policy version that computed this action (0: the "
+                                            "checkpoint the server started with)")
+    step: int | None = Field(default=None, description="with episode_id: the 0-based index of the step this "
+                                                       "request was recorded as")
     timing: Timing
 
 
@@ -161,6 +173,9 @@ class Limits(BaseModel):
 
 class MetadataResponse(BaseModel):
     model: ModelInfo
+    policy_version: int = Field(description="the version new requests are served by (0: the start checkpoint)")
+    stored_episodes: int | None = Field(description="episodes in the replay store (None: started without "
+                                                    "--episodes)")
     action_dim: int
     unnorm_keys: list[str]
     default_unnorm_key: str | None
@@ -169,3 +184,90 @@ class MetadataResponse(BaseModel):
     versions: dict[str, str]
     limits: Limits
     batching: BatchingStats
+
+
+# ---- episodes (`serving.episodes`) ---------------------------------------------------------------------------------
+Metadata = dict[str, Any]
+Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_VECTOR_DIM)]
+
+
+class EpisodeStartRequest(_Strict):
+    """Open an episode: its act requests are then recorded as its steps."""
+
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS, examples=["pick up the red block"])
+    unnorm_key: str | None = Field(default=None, description="dataset statistics of the episode's actions "
+                                                             "(optional when the model has one)")
+    metadata: Metadata | None = Field(default=None, description="any JSON object, stored with the episode")
+
+
+class EpisodeStartResponse(BaseModel):
+    episode_id: str
+
+
+class EpisodeEndRequest(_Strict):
+    """How the episode went: `success` (sparse rewards −1 per step, 0 on the last step of a success) and/or
+    `rewards` (one per step)."""
+
+    success: bool | None = None
+    rewards: list[float] | None = Field(default=None, min_length=1, max_length=MAX_EPISODE_ROWS,
+                                        description="one reward per recorded step (replaces the sparse rewards)")
+    executed_actions: list[Vector] | None = Field(
+        default=None, min_length=1, max_length=MAX_EPISODE_ROWS,
+        description="the actions the robot really executed, one per step, in robot units (human or safety-layer "
+                    "overrides); stored instead of the served ones")
+    final_image: EncodedImage | NestedImage | None = Field(default=None, description="the observation after the "
+                                                                                     "last step (same size)")
+    final_proprio: Vector | None = Field(default=None, description="with final_image, when the steps carry proprio")
+    final_state: Vector | None = Field(default=None, description="with final_image, when the steps carry state")
+
+
+class EpisodeUploadRequest(_Strict):
+    """A whole episode collected elsewhere (teleoperation, another controller): one image and action per step."""
+
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS)
+    images: list[EncodedImage | NestedImage] = Field(min_length=1, max_length=MAX_EPISODE_ROWS)
+    actions: list[Vector] = Field(min_length=1, max_length=MAX_EPISODE_ROWS,
+                                  description="the executed actions in robot units, one per image")
+    success: bool | None = None
+    rewards: list[float] | None = Field(default=None, min_length=1, max_length=MAX_EPISODE_ROWS)
+    proprio: list[Vector] | None = Field(default=None, min_length=1, max_length=MAX_EPISODE_ROWS)
+    state: list[Vector] | None = Field(default=None, min_length=1, max_length=MAX_EPISODE_ROWS,
+                                       description="a low-dimensional state per image (what a critic may read)")
+    unnorm_key: str | None = None
+    metadata: Metadata | None = None
+    final_image: EncodedImage | NestedImage | None = None
+    final_proprio: Vector | None = None
+    final_state: Vector | None = None
+
+
+class EpisodeStored(BaseModel):
+    episode_id: str
+    steps: int
+    stored: Literal[True]
+
+
+class EpisodeSummary(BaseModel):
+    episode_id: str
+    steps: int
+    success: bool | None
+    policy_version: int | None = Field(description="the version that served most of its steps (None: uploaded)")
+
+
+class VersionStats(BaseModel):
+    episodes: int
+    labelled: int = Field(description="episodes ended with a success label")
+    successes: int
+    success_rate: float | None = Field(description="successes / labelled")
+
+
+class EpisodeListResponse(BaseModel):
+    count: int = Field(description="episodes in the replay store")
+    open: int = Field(description="episodes open now (not yet ended)")
+    episodes: list[EpisodeSummary]
+    by_policy_version: dict[str, VersionStats]
+
+
+class ReloadResponse(BaseModel):
+    policy_version: int
+    loaded: bool
+    message: str

@@ -17,8 +17,8 @@ CALVIN_ASSETS_HINT = ("CALVIN scene assets not found (see docs/calvin.md); provi
 
 
 def have_calvin_assets() -> bool:
-    """Whether `vla_parl.envs.calvin_assets.find_calvin_assets()` finds the scene assets (e.g. ../shared)."""
-    from vla_parl.envs.calvin_assets import find_calvin_assets
+    """Whether `vla_parl.envs.calvin.assets.find_calvin_assets()` finds the scene assets (e.g. ../shared)."""
+    from vla_parl.envs.calvin.assets import find_calvin_assets
     from vla_parl.errors import ConfigError
 
     try:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vla_parl.data.calvin import CalvinReader, completed_tasks
+from vla_parl.envs.calvin.reader import CalvinReader, completed_tasks
 from vla_parl.data.synthetic import calvin_frame
 from vla_parl.errors import ConfigError, VLAParlError
 

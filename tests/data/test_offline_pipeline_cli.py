@@ -12,7 +12,7 @@ import pytest
 
 from tests.recipes._cli import run_cli
 
-TINY = ["model.name=tiny", "model.image_size=56", "run.progress=false", "data.privileged_state=false",
+TINY = ["model.name=tiny", "model.image_size=56", "run.progress=false",
         "data.shuffle_buffer=8"]
 
 

@@ -179,3 +179,19 @@ def test_survives_sigkill_mid_append(tmp_path):
     assert nxt == buf.episode_ids[-2] + 1
     buf.sample(16)
     buf.close()
+
+
+def test_schema_and_episode_meta_without_opening_arrays(tmp_path):
+    with ReplayBuffer(tmp_path / "b") as buf:
+        assert buf.schema == {"obs": None, "action_dim": None}
+        eid = buf.add_episode(**_episode(0), info={"server_episode_id": "abc", "policy_versions": [0, 1]})
+        assert buf.schema == {"obs": {"image": {"shape": [8, 8, 3], "dtype": "uint8"},
+                                      "proprio": {"shape": [2], "dtype": "float32"}}, "action_dim": 7}
+    with ReplayBuffer(tmp_path / "b", readonly=True) as ro:
+        meta = ro.episode_meta(eid)
+        assert meta["info"] == {"server_episode_id": "abc", "policy_versions": [0, 1]}
+        assert (meta["num_steps"], meta["num_obs"], meta["terminal"]) == (5, 6, True)
+        meta["info"]["x"] = 1                   # a copy: the buffer's own entry is unchanged
+        assert "x" not in ro.episode_meta(eid)["info"] and not ro._cache
+        with pytest.raises(KeyError, match="episode 7"):
+            ro.episode_meta(7)

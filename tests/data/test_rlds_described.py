@@ -92,7 +92,7 @@ def test_yaml_description_overrides_the_layout(taco_dir):
     from vla_parl.recipes._configs import DataSection
 
     data = from_dict(DataSection, {
-        "kind": "rlds", "path": str(taco_dir), "dataset_name": "taco_play", "privileged_state": False,
+        "kind": "rlds", "path": str(taco_dir), "dataset_name": "taco_play",
         "rlds": {"image_key": "rgb_static", "state_keys": ["robot_obs[-3:]"], "state_encoding": "joint",
                  "action_keys": ["world_vector", "zeros:3", "gripper_closedness_action"], "gripper": "relative",
                  "language_key": "observation/natural_language_instruction"}})

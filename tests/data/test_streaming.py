@@ -15,7 +15,7 @@ from tests.data._lerobot_data import LENGTHS
 def _data(path, **kw):
     from vla_parl.recipes._configs import DataSection
 
-    return DataSection(kind="lerobot", path=str(path), privileged_state=False, **kw)
+    return DataSection(kind="lerobot", path=str(path), **kw)
 
 
 def test_two_workers_stream_every_step_exactly_once(lerobot_dirs):
@@ -46,7 +46,7 @@ def test_sft_and_critic_under_two_processes_on_lerobot(lerobot_dirs, tmp_path):
             port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(port), "-m", f"vla_parl.recipes.{recipe}", "--output-dir", str(tmp_path / recipe),
-               "data.kind=lerobot", f"data.path={lerobot_dirs['v3.0']}", "data.privileged_state=false",
+               "data.kind=lerobot", f"data.path={lerobot_dirs['v3.0']}",
                f"data.store_dir={tmp_path / 'stores'}", "data.shuffle_buffer=4", "run.progress=false",
                "model.unnorm_key=tiny", *overrides]
         env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}

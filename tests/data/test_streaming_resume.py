@@ -18,7 +18,7 @@ def _source(path, kind: str = "lerobot", **kw):
     from vla_parl.data.sources import OfflineSource
     from vla_parl.recipes._configs import DataSection
 
-    return OfflineSource(DataSection(kind=kind, path=str(path), privileged_state=False, **kw))
+    return OfflineSource(DataSection(kind=kind, path=str(path), **kw))
 
 
 def _same_steps(got: list[dict], want: list[dict]) -> None:
@@ -83,7 +83,7 @@ def test_resume_with_other_settings_restarts_the_epoch_and_says_so(lerobot_dirs)
     assert other.state()["epoch"] == 2 and other.state()["batches"] == [0]
 
 
-TINY = ["model.name=tiny", "model.image_size=56", "run.progress=false", "data.privileged_state=false",
+TINY = ["model.name=tiny", "model.image_size=56", "run.progress=false",
         "model.unnorm_key=tiny", "data.kind=lerobot", "data.shuffle_buffer=6", "optim.batch_size=4",
         "optim.steps=11", "run.checkpoint_every=5", "run.log_every=1", "run.threads=1"]
 

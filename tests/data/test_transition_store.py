@@ -24,7 +24,7 @@ class _Main:
 def _data(path, **kw):
     from vla_parl.recipes._configs import DataSection
 
-    return DataSection(kind="lerobot", path=str(path), privileged_state=False, **kw)
+    return DataSection(kind="lerobot", path=str(path), **kw)
 
 
 def test_store_is_built_once_shared_and_normalised_when_sampled(lerobot_dirs, tmp_path):
@@ -124,18 +124,18 @@ def test_rlds_and_calvin_wrist_cameras_are_stored_when_asked(rlds_dir, calvin_di
     from vla_parl.data.sources import OfflineSource
     from vla_parl.recipes._configs import DataSection
 
-    rlds = DataSection(kind="rlds", path=str(rlds_dir), dataset_name="bridge_orig", privileged_state=False,
+    rlds = DataSection(kind="rlds", path=str(rlds_dir), dataset_name="bridge_orig",
                        store_dir=str(tmp_path / "stores"), wrist_camera_key="image_1")
     batch, _ = _sample_store(rlds, tmp_path)
     trajectories = list(OfflineSource(rlds).trajectories())
     for e, t, wrist in zip(batch["episode"], batch["t"], batch["obs"]["image_wrist"]):
         np.testing.assert_array_equal(wrist, trajectories[int(e)]["image_wrist"][int(t)])   # image_1, as read
-    calvin = DataSection(kind="calvin", path=str(calvin_dir), privileged_state=False,
+    calvin = DataSection(kind="calvin", path=str(calvin_dir),
                          store_dir=str(tmp_path / "stores"), wrist_camera_key="rgb_gripper")
     batch, _ = _sample_store(calvin, tmp_path)
     assert batch["obs"]["image_wrist"].dtype == np.uint8 and batch["obs"]["image_wrist"].shape[0] == 12
     from vla_parl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="CALVIN's wrist camera is 'rgb_gripper'"):
-        OfflineSource(DataSection(kind="calvin", path=str(calvin_dir), privileged_state=False,
+        OfflineSource(DataSection(kind="calvin", path=str(calvin_dir),
                                   wrist_camera_key="gripper"))

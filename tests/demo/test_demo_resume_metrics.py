@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from vla_parl.config.schema import load_config
-from vla_parl.recipes._configs import DemoConfig
+from vla_parl.recipes._configs import DemoRecipeConfig
 from vla_parl.recipes.demo import DemoRecipe
 from vla_parl.training.metrics import read_metrics
 
@@ -14,7 +14,7 @@ CONFIG = "configs/demo_ci.yaml"
 
 
 def _recipe(run_dir, resume: bool) -> DemoRecipe:
-    recipe = DemoRecipe(load_config(DemoConfig, CONFIG, ["run.progress=false"]), run_dir, resume=resume)
+    recipe = DemoRecipe(load_config(DemoRecipeConfig, CONFIG, ["run.progress=false"]), run_dir, resume=resume)
     recipe.setup()
     return recipe
 

@@ -89,6 +89,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/eval/test_calvin_*.py tests/envs/test_calvin_*.py":
         (SKIP, "tests (CI runs them)"),
     # ---- docs/recipes.md ----
+    "vla-parl run parl --config parl_robot --output-dir runs/parl_robot policy=runs/sft/final/model "
+    "critic.checkpoint=runs/critic_robot/final/critic":
+        (CHECK, "waits for episodes robots finish through a policy server; runs in tests/recipes/test_parl_robot.py"),
     "vla-parl run / ls / cp / validate": (SKIP, "a heading"),
     "vla-parl cp demo my_demo.yaml": (RUN, "my_demo.yaml"),
     "vla-parl validate my_demo.yaml seeds=[0,1]": (RUN, ""),
@@ -102,6 +105,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         (RUN, "runs/parl/final/model"),
     "vla-parl run parl --output-dir runs/parl_smoke --force policy=random critic.checkpoint=fresh":
         (RUN, "runs/parl_smoke/final/model"),
+    "vla-parl run sft --output-dir runs/sft_diffusion policy.type=diffusion optim.steps=300":
+        (RUN, "runs/sft_diffusion/final/model"),
+    "vla-parl run critic --output-dir runs/critic_diffusion policy=runs/sft_diffusion/final/model":
+        (RUN, "runs/critic_diffusion/final/critic"),
+    "vla-parl run parl --output-dir runs/parl_diffusion policy=runs/sft_diffusion/final/model "
+    "critic.checkpoint=runs/critic_diffusion/final/critic": (RUN, "runs/parl_diffusion/final/model"),
     "accelerate launch --config_file configs/accelerate/ddp.yaml -m vla_parl.recipes.sft --config sft_bridge_7b "
     "data.path=/data/oxe": (CHECK, "OpenVLA-7B, GPUs"),
     "accelerate launch --config_file configs/accelerate/fsdp.yaml -m vla_parl.recipes.sft --config sft_bridge_7b "
@@ -137,8 +146,57 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vla-parl serve --checkpoint runs/parl/final/model --critic runs/parl/final/critic":
         (CHECK, "a long-running server; tests/serving/test_cli_serve.py runs it"),
     "python -m vla_parl.cli.serve ...": (SKIP, "a synopsis"),
-    "python -m serving.example_robot_loop --url http://127.0.0.1:8000 --task lift":
+    "vla-parl serve --checkpoint runs/parl/final/model --episodes runs/robot/episodes --policy-updates "
+    "runs/robot/publish": (CHECK, "a long-running server; tests/serving/test_episode_sigkill.py runs serve --episodes"),
+    "curl -s -X POST localhost:8000/v1/episodes -H 'Content-Type: application/json' -d '{\"instruction\": "
+    "\"put the carrot in the pot\", \"unnorm_key\": \"bridge_orig\"}'":
+        (SKIP, "needs a running server; tests/serving/test_episodes.py makes the same calls"),
+    "curl -s -X POST localhost:8000/v1/episodes/EPISODE_ID/end -H 'Content-Type: application/json' -d "
+    "'{\"success\": true}'": (SKIP, "needs a running server and an episode id; tests/serving/test_episodes.py"),
+    "curl -s localhost:8000/v1/episodes": (SKIP, "needs a running server; tests/serving/test_episodes.py"),
+    "python -m serving.example_robot_loop --url http://127.0.0.1:8000 --episodes 2":
         (CHECK, "needs a running server; tests/serving/test_example_robot_loop.py runs it against one"),
+    "pip install --no-build-isolation ./client":
+        (SKIP, "installation on a robot computer; tests/serving/test_client_torch_free.py builds and installs it"),
+    "vla-parl robot sim --url http://127.0.0.1:8000 --task reach --episodes 20 --processes 2":
+        (CHECK, "needs a running server; tests/cli/test_robot_sim.py runs robot sim against one"),
+    # ---- docs/robot.md (and its README paragraph) ----
+    "vla-parl run parl --config parl_robot": (CHECK, "waits for robot episodes; tests/serving/test_robot_loop.py"),
+    "vla-parl robot report": (SKIP, "prose mention"),
+    "vla-parl bench robot_loop": (CHECK, "minutes; the loop it measures runs in tests/serving/test_robot_loop.py"),
+    "vla-parl bench robot_loop [--quick] [--robots 2] [--json out.json]":
+        (SKIP, "a synopsis; minutes (server + learner + robots); tests/serving/test_robot_loop.py runs the loop"),
+    "vla-parl cp parl_robot my_robot.yaml": (CHECK, "the same `cp` runs for sft_tabletop in README.md"),
+    "vla-parl run sft --config sft_tabletop --output-dir runs/sft": (CHECK, "the README walk-through runs SFT"),
+    "vla-parl run critic --config critic_tabletop --output-dir runs/critic_robot policy=runs/sft/final/model "
+    "critic.privileged_state=false": (CHECK, "the README walk-through runs the critic recipe"),
+    "vla-parl serve --checkpoint runs/sft/final/model --critic runs/critic_robot/final/critic --episodes "
+    "runs/robot/episodes --policy-updates runs/parl_robot/published":
+        (CHECK, "a long-running server; tests/serving/test_robot_loop.py runs the same with a learner and robots"),
+    "vla-parl run parl --config parl_robot --output-dir runs/parl_robot policy=runs/sft/final/model "
+    "critic.checkpoint=runs/critic_robot/final/critic":
+        (CHECK, "waits for robot episodes; tests/serving/test_robot_loop.py runs it against a server and robots"),
+    "vla-parl robot sim --url http://127.0.0.1:8000 --task reach --episodes 80 --processes 2":
+        (CHECK, "needs a running server; tests/serving/test_robot_loop.py runs robot sim against one"),
+    "vla-parl robot report --episodes runs/robot/episodes --out runs/robot/success.png":
+        (CHECK, "needs stored episodes; tests/cli/test_robot_report.py runs it"),
+    "vla-parl robot report --episodes runs/robot/episodes --out success.png":
+        (CHECK, "needs stored episodes; tests/cli/test_robot_report.py runs it"),
+    "vla-parl run sft --config sft_bridge_7b --output-dir runs/sft_robot data.kind=lerobot "
+    "data.path=/data/my_robot_demos data.dataset_name=my_robot model.unnorm_key=my_robot":
+        (CHECK, "OpenVLA-7B on a lab's LeRobot dataset, GPUs"),
+    "vla-parl run critic --config critic_bridge_7b --output-dir runs/critic_robot policy=runs/sft_robot/final/model "
+    "data.kind=lerobot data.path=/data/my_robot_demos data.dataset_name=my_robot model.unnorm_key=my_robot":
+        (CHECK, "OpenVLA-7B on a lab's LeRobot dataset, GPUs"),
+    "vla-parl serve --checkpoint runs/sft_robot/final/model --critic runs/critic_robot/final/critic --episodes "
+    "runs/robot/episodes --policy-updates runs/parl_robot/published --host 0.0.0.0 --api-key-file key.txt "
+    "--device cuda:0": (CHECK, "the 7B on a GPU, a long-running server"),
+    "vla-parl run parl --config parl_bridge_7b --output-dir runs/parl_robot policy=runs/sft_robot/final/model "
+    "critic.checkpoint=runs/critic_robot/final/critic data.kind=lerobot data.path=/data/my_robot_demos "
+    "data.dataset_name=my_robot model.unnorm_key=my_robot online.env=robot online.rounds=20 "
+    "online.robot.replay_dir=runs/robot/episodes": (CHECK, "OpenVLA-7B learner waiting for a lab's robots, GPUs"),
+    "vla-parl run parl --output-dir runs/parl_robot --resume":
+        (CHECK, "tests/serving/test_robot_loop.py resumes a learner SIGKILLed mid-round"),
 }
 
 # speed overrides appended to the RUN commands (CPU seconds instead of minutes); nothing else changes
@@ -226,7 +284,8 @@ def test_checked_commands_parse_and_validate(monkeypatch, tmp_path):
     from vla_parl.cli.main import build_parser
     from vla_parl.cli.run import _split_overrides, load_recipe_config
 
-    inputs = {name: str(tmp_path / f"placeholder_{i}") for i, name in enumerate(("DIR", "/data/rlds", "/data/oxe"))}
+    placeholders = ("DIR", "/data/rlds", "/data/oxe", "/data/my_robot_demos")
+    inputs = {name: str(tmp_path / f"placeholder_{i}") for i, name in enumerate(placeholders)}
     for path in inputs.values():
         Path(path).mkdir()
     monkeypatch.chdir(tmp_path)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from vla_parl.errors import MissingExtraError
-from vla_parl.eval.calvin import CalvinEnv, run_chain
-from vla_parl.envs.calvin_tasks import get_env_state_for_initial_condition
-from vla_parl.envs.calvin_official import INSTALL_HINT, OfficialCalvinEnv, import_calvin_env
-from vla_parl.envs.calvin_scene import ENV_VERSIONS, CalvinSceneEnv
-from vla_parl.envs.calvin_scripted import ScriptedCalvinPolicy
-from vla_parl.envs.calvin_tasks import INSTRUCTIONS
+from vla_parl.envs.calvin.protocol import CalvinEnv, run_chain
+from vla_parl.envs.calvin.sequences import get_env_state_for_initial_condition
+from vla_parl.envs.calvin.official import INSTALL_HINT, OfficialCalvinEnv, import_calvin_env
+from vla_parl.envs.calvin.scene import ENV_VERSIONS, CalvinSceneEnv
+from vla_parl.envs.calvin.scripted import ScriptedCalvinPolicy
+from vla_parl.envs.calvin.tasks import INSTRUCTIONS
 
 HAVE_CALVIN_ENV = importlib.util.find_spec("calvin_env") is not None
 STATE = {"led": 0, "lightbulb": 0, "slider": "right", "drawer": "closed", "red_block": "slider_left",
@@ -26,7 +26,7 @@ STATE = {"led": 0, "lightbulb": 0, "slider": "right", "drawer": "closed", "red_b
 
 
 def check_contract(env, *, ours: bool = False) -> None:
-    """What `vla_parl.eval.calvin` relies on, checked on a live env. The scripted policy's waypoints
+    """What `vla_parl.envs.calvin.protocol` relies on, checked on a live env. The scripted policy's waypoints
     are tuned on our scene (door friction differs in calvin_env), so the chain must succeed there."""
     assert isinstance(env, CalvinEnv)
     robot_obs, scene_obs = get_env_state_for_initial_condition(STATE)

@@ -14,9 +14,9 @@ import numpy as np
 import pybullet
 import pytest
 
-from vla_parl.envs.calvin_scene import DEFAULT_ENV_VERSION, CalvinSceneEnv, resolve_env_version
+from vla_parl.envs.calvin.scene import DEFAULT_ENV_VERSION, CalvinSceneEnv, resolve_env_version
 from vla_parl.errors import ConfigError
-from vla_parl.envs.calvin_tasks import get_env_state_for_initial_condition
+from vla_parl.envs.calvin.sequences import get_env_state_for_initial_condition
 
 STATE = {"led": 1, "lightbulb": 1, "slider": "left", "drawer": "open", "red_block": "slider_left",
          "blue_block": "table", "pink_block": "slider_right", "grasped": 0}

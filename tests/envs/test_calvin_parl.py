@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_parl.envs.calvin_parl import PARL_TASKS, CalvinParlEnv
-from vla_parl.envs.calvin_scripted import ScriptedCalvinPolicy
-from vla_parl.envs.calvin_tasks import INSTRUCTIONS
+from vla_parl.envs.calvin.parl_env import CalvinParlEnv
+from vla_parl.envs.calvin.tasks import PARL_TASKS
+from vla_parl.envs.calvin.scripted import ScriptedCalvinPolicy
+from vla_parl.envs.calvin.tasks import INSTRUCTIONS
 
 pytestmark = pytest.mark.calvin_assets  # every test builds the CALVIN scene
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_parl.envs.calvin_oracle import DEFAULT_TASK_SPECS, CalvinTaskOracle
-from vla_parl.envs.calvin_scene import CalvinSceneEnv
-from vla_parl.envs.calvin_scripted import SCRIPTED_TASKS, NoopCalvinPolicy, ScriptedCalvinPolicy
-from vla_parl.envs.calvin_tasks import INSTRUCTIONS, get_env_state_for_initial_condition
+from vla_parl.envs.calvin.oracle import CalvinTaskOracle
+from vla_parl.envs.calvin.tasks import TASK_SPECS
+from vla_parl.envs.calvin.scene import CalvinSceneEnv
+from vla_parl.envs.calvin.scripted import SCRIPTED_TASKS, NoopCalvinPolicy, ScriptedCalvinPolicy
+from vla_parl.envs.calvin.sequences import get_env_state_for_initial_condition
+from vla_parl.envs.calvin.tasks import INSTRUCTIONS
 
 BASE = {"led": 0, "lightbulb": 0, "slider": "right", "drawer": "closed", "red_block": "slider_left",
         "blue_block": "table", "pink_block": "table", "grasped": 0}
@@ -160,12 +162,12 @@ def test_random_reset_places_blocks_on_surfaces():
 
 @pytest.mark.calvin_assets
 def test_oracle_specs_match_the_task_yaml():
-    from vla_parl.envs.calvin_assets import find_calvin_assets
+    from vla_parl.envs.calvin.assets import find_calvin_assets
 
     specs = find_calvin_assets().yaml("tasks", "new_playtable_tasks.yaml")
     if specs is None:
         pytest.skip("conf/tasks/new_playtable_tasks.yaml not next to the CALVIN assets")
-    assert specs["tasks"] == DEFAULT_TASK_SPECS
+    assert specs["tasks"] == TASK_SPECS
     assert list(specs["tasks"]) == list(INSTRUCTIONS)
 
 

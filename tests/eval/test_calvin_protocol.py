@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from vla_parl.envs.calvin_scene import CalvinSceneEnv
-from vla_parl.envs.calvin_scripted import NoopCalvinPolicy, ScriptedCalvinPolicy
-from vla_parl.eval.calvin import ChainResult, CalvinPolicy, evaluate_calvin, summarize, to_env_action
+from vla_parl.envs.calvin.scene import CalvinSceneEnv
+from vla_parl.envs.calvin.scripted import NoopCalvinPolicy, ScriptedCalvinPolicy
+from vla_parl.envs.calvin.protocol import ChainResult, CalvinPolicy, evaluate_calvin, summarize, to_env_action
 
 STATE = {"led": 0, "lightbulb": 0, "slider": "right", "drawer": "closed", "red_block": "slider_left",
          "blue_block": "table", "pink_block": "table", "grasped": 0}

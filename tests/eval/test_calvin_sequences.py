@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from vla_parl.envs import calvin_tasks as ct
-from vla_parl.eval.calvin import get_sequences
+from vla_parl.envs.calvin import sequences as cs
+from vla_parl.envs.calvin import tasks as ct
+from vla_parl.envs.calvin.sequences import get_sequences
 
 SEQ1_STATE = {"led": 1, "lightbulb": 1, "slider": "left", "drawer": "open", "red_block": "slider_left",
               "blue_block": "table", "pink_block": "slider_right", "grasped": 0}
@@ -19,14 +20,14 @@ SEQ2_TASKS = ("turn_off_led", "push_into_drawer", "lift_blue_block_drawer", "pla
 
 
 def test_fnv1_32_vectors():
-    assert ct.fnv1_32("hello world") == 2805756500
-    assert ct.fnv1_32(b"") == 0  # FNV-1 with initial value 0, as pyhash.fnv1_32
+    assert cs.fnv1_32("hello world") == 2805756500
+    assert cs.fnv1_32(b"") == 0  # FNV-1 with initial value 0, as pyhash.fnv1_32
     assert str(SEQ1_STATE.values()) == "dict_values([1, 1, 'left', 'open', 'slider_left', 'table', 'slider_right', 0])"
-    assert ct.initial_condition_seed(SEQ1_STATE) == 47886304
+    assert cs.initial_condition_seed(SEQ1_STATE) == 47886304
 
 
 def test_initial_states_and_quotas():
-    states = ct.initial_states()
+    states = cs.initial_states()
     assert len(states) == 192
     assert list(states[0]) == list(ct.STATE_VALUES)
     for s in states:
@@ -54,7 +55,7 @@ def test_rules_order_categories_and_instructions():
 
 @pytest.mark.calvin_assets
 def test_instructions_match_the_validation_annotations():
-    from vla_parl.envs.calvin_assets import find_calvin_assets
+    from vla_parl.envs.calvin.assets import find_calvin_assets
     import yaml
 
     root = find_calvin_assets().data.parent / "annotations" / "new_playtable_validation.yaml"
@@ -65,38 +66,38 @@ def test_instructions_match_the_validation_annotations():
 
 
 def test_rule_semantics():
-    assert ct.valid_next_states(SEQ1_STATE, "lift_red_block_slider") == []  # hidden behind the door
-    (s,) = ct.valid_next_states(SEQ1_STATE, "move_slider_right")
+    assert cs.valid_next_states(SEQ1_STATE, "lift_red_block_slider") == []  # hidden behind the door
+    (s,) = cs.valid_next_states(SEQ1_STATE, "move_slider_right")
     assert s == {**SEQ1_STATE, "slider": "right"}
     # stack needs the grasped block and exactly one other block on the table
-    s2 = ct.valid_next_states(s, "lift_red_block_slider")
+    s2 = cs.valid_next_states(s, "lift_red_block_slider")
     assert s2 == [{**s, "red_block": "grasped", "grasped": 1}]
-    assert ct.valid_next_states(s2[0], "stack_block") == [
+    assert cs.valid_next_states(s2[0], "stack_block") == [
         {**s2[0], "red_block": "stacked_top", "blue_block": "stacked_bottom", "grasped": 0}]
-    assert ct.valid_next_states(s, "open_drawer") == []  # already open
-    assert ct.is_feasible(SEQ1_STATE, SEQ1_TASKS)
-    assert not ct.is_feasible(SEQ1_STATE, ("open_drawer",) + SEQ1_TASKS[1:])
-    assert not ct.is_feasible(SEQ1_STATE, ("turn_off_led", "turn_off_lightbulb"))  # same category
+    assert cs.valid_next_states(s, "open_drawer") == []  # already open
+    assert cs.is_feasible(SEQ1_STATE, SEQ1_TASKS)
+    assert not cs.is_feasible(SEQ1_STATE, ("open_drawer",) + SEQ1_TASKS[1:])
+    assert not cs.is_feasible(SEQ1_STATE, ("turn_off_led", "turn_off_lightbulb"))  # same category
     # two blocks on the table: stacking is ambiguous, so rejected
     two = {**SEQ1_STATE, "red_block": "table", "pink_block": "table", "blue_block": "slider_left"}
-    assert not ct.is_feasible(two, ("lift_blue_block_slider", "stack_block"))
+    assert not cs.is_feasible(two, ("lift_blue_block_slider", "stack_block"))
 
 
 def test_fast_sampler_equals_np_random_choice():
     """The shuffle-based sampler draws exactly what `np.random.seed(i); np.random.choice(...)` draws."""
-    states = ct.initial_states()
+    states = cs.initial_states()
     for i in (0, 57):
         np.random.seed(i)
         expected = []
         while len(expected) < 1:
             draw = tuple(str(t) for t in np.random.choice(ct.TASK_NAMES, size=5, replace=False))
-            if ct.is_feasible(states[i], draw):
+            if cs.is_feasible(states[i], draw):
                 expected.append(draw)
-        assert ct._sequences_for_state((i, 1, states[i])) == expected
+        assert cs._sequences_for_state((i, 1, states[i])) == expected
 
 
 def test_initial_condition_of_sequence_1():
-    robot_obs, scene_obs = ct.get_env_state_for_initial_condition(SEQ1_STATE)
+    robot_obs, scene_obs = cs.get_env_state_for_initial_condition(SEQ1_STATE)
     assert robot_obs.shape == (15,) and robot_obs[14] == 1.0
     rng = np.random.RandomState(47886304)  # the FNV-1 seed; draws: slot shuffle, then 3 yaws
     slots = [(5.00000896e-02, -1.20000177e-01, 4.59990009e-01), (2.29995412e-01, -1.19995140e-01, 4.59990010e-01)]
@@ -109,25 +110,25 @@ def test_initial_condition_of_sequence_1():
     np.testing.assert_allclose(scene_obs[[11, 17, 23]], yaws)
     assert np.all(scene_obs[[9, 10, 15, 16, 21, 22]] == 0)
     state = np.random.get_state()[1].copy()
-    ct.get_env_state_for_initial_condition(SEQ1_STATE)
+    cs.get_env_state_for_initial_condition(SEQ1_STATE)
     np.testing.assert_array_equal(np.random.get_state()[1], state)  # global generator restored
 
 
 def test_small_generation_and_disk_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VLA_PARL_CACHE", str(tmp_path))
-    ct._cached.cache_clear()
+    cs._cached.cache_clear()
     seqs = get_sequences(3, num_workers=1)  # states 0..2 get one chain each
-    assert len(seqs) == 3 and all(ct.is_feasible(s, t) for s, t in seqs)
+    assert len(seqs) == 3 and all(cs.is_feasible(s, t) for s, t in seqs)
     files = list((tmp_path / "calvin").glob("sequences_*_3.json"))
     assert len(files) == 1 and len(json.loads(files[0].read_text())) == 3
-    ct._cached.cache_clear()
+    cs._cached.cache_clear()
     assert get_sequences(3, num_workers=1) == seqs  # served from the file
 
 
 @pytest.mark.slow
 def test_official_sequences_match_the_test_vectors(tmp_path, monkeypatch):
     monkeypatch.setenv("VLA_PARL_CACHE", "off")
-    ct._cached.cache_clear()
+    cs._cached.cache_clear()
     before = np.random.get_state()[1].copy()
     seqs = get_sequences(1000, num_workers=2)
     np.testing.assert_array_equal(np.random.get_state()[1], before)
@@ -140,6 +141,6 @@ def test_official_sequences_match_the_test_vectors(tmp_path, monkeypatch):
     assert counts["place_in_slider"] == 398 and counts["open_drawer"] == 379
     assert counts.most_common(2) == [("place_in_slider", 398), ("open_drawer", 379)]
     assert min(counts.values()) == counts["lift_pink_block_drawer"] == 17
-    assert all(ct.is_feasible(s, t) for s, t in seqs)
+    assert all(cs.is_feasible(s, t) for s, t in seqs)
     per_state = collections.Counter(json.dumps(s) for s, _ in seqs)
     assert len(per_state) == 192 and sorted(set(per_state.values())) == [5, 6]

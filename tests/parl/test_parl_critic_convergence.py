@@ -13,7 +13,7 @@ import torch
 
 from tests.parl._parl_toys import TwoStepChain, iql_fixed_point
 from vla_parl.critic import critic_state
-from vla_parl.parl import ActionOptimizer, CriticUpdate, CriticUpdateConfig
+from vla_parl.parl import CriticUpdate, CriticUpdateConfig, ImprovementConfig
 from vla_parl.policy import GaussianPolicy
 
 TAU_IQL = 0.9
@@ -27,9 +27,9 @@ def _train(objective: str, steps: int):
     policy = GaussianPolicy.for_state(2, 1, hidden_dims=(16,))           # untrained: broad candidates
     update = CriticUpdate(
         critic, torch.optim.Adam(critic.trainable_parameters(), lr=2e-3), policy,
-        ActionOptimizer(top_k=4, num_steps=3, step_size=0.1, action_mask="all"),
-        CriticUpdateConfig(objective=objective, gamma=chain.gamma, polyak_tau=0.05, num_samples=8,
-                           cql_n_actions=4, expectile=TAU_IQL), generator=g)
+        ImprovementConfig(top_k=4, num_steps=3, step_size=0.1, action_mask="all"),
+        CriticUpdateConfig(objective=objective, polyak_tau=0.05, num_samples=8, cql_n_actions=4, expectile=TAU_IQL),
+        gamma=chain.gamma, generator=g)
     for _ in range(steps):
         stats = update.step(chain.sample(128, g))
     critic.eval()

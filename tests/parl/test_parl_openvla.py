@@ -8,10 +8,10 @@ from vla_parl.critic import QCritic
 from vla_parl.critic.critic import CriticConfig
 from vla_parl.models import openvla_tiny
 from vla_parl.models.openvla.lora import LoraSettings, apply_lora
-from vla_parl.parl import ActionOptimizer
+from vla_parl.parl import ImprovementConfig
 from vla_parl.parl.batch import TransitionBatch
 from vla_parl.parl.critic_update import CriticUpdate, CriticUpdateConfig
-from vla_parl.parl.policy_update import PolicyUpdate, PolicyUpdateConfig
+from vla_parl.parl.policy_update import PolicyUpdate
 from vla_parl.policy.base import Observation
 from vla_parl.policy.openvla import OpenVLAPolicy
 
@@ -35,8 +35,7 @@ def test_policy_update_distills_optimized_actions_into_lora_adapters():
     critic = _small_image_critic(lambda texts: tokenizer.encode_batch(texts), tokenizer.vocab_size)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     update = PolicyUpdate(policy, torch.optim.AdamW(policy.trainable_parameters(), lr=1e-3), critic,
-                          action_optimizer=ActionOptimizer(top_k=4, num_steps=3, step_size=0.05),
-                          config=PolicyUpdateConfig(num_samples=8), generator=torch.Generator().manual_seed(0))
+                          ImprovementConfig(num_samples=8, top_k=4, num_steps=3, step_size=0.05), generator=torch.Generator().manual_seed(0))
     stats = update.step(_obs(2, 0))
     assert stats["policy/distill_loss"] > 0 and stats["policy/opt/local_gain"] >= 0
     assert stats["policy/opt/global_gain"] >= 0 and 0 <= stats["policy/action_accuracy"] <= 1
@@ -50,8 +49,8 @@ def test_critic_update_uses_openvla_candidates_for_the_td_target():
     tokenizer = model.processor.tokenizer
     critic = _small_image_critic(lambda texts: tokenizer.encode_batch(texts), tokenizer.vocab_size)
     update = CriticUpdate(critic, torch.optim.Adam(critic.trainable_parameters(), lr=1e-3), policy,
-                          action_optimizer=ActionOptimizer(top_k=2, num_steps=1, step_size=0.05),
-                          config=CriticUpdateConfig(objective="calql", num_samples=4, cql_n_actions=2),
+                          ImprovementConfig(top_k=2, num_steps=1, step_size=0.05),
+                          CriticUpdateConfig(objective="calql", num_samples=4, cql_n_actions=2),
                           generator=torch.Generator().manual_seed(0))
     batch = TransitionBatch(obs=_obs(2, 1), actions=torch.zeros(2, 7), rewards=torch.tensor([-1.0, 0.0]),
                             next_obs=_obs(2, 2), dones=torch.tensor([0.0, 1.0]), mc_returns=torch.tensor([-5.0, 0.0]))

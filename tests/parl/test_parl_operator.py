@@ -11,8 +11,7 @@ from tests.parl._parl_toys import QuadraticCritic
 from vla_parl.critic import QCritic, critic_state
 from vla_parl.critic.critic import CriticConfig
 from vla_parl.errors import ConfigError
-from vla_parl.parl import (ActionOptimizer, ImprovementConfig, ImprovementOperator, PolicyUpdate,
-                           PolicyUpdateConfig)
+from vla_parl.parl import ImprovementConfig, ImprovementOperator, PolicyUpdate
 from vla_parl.policy import CandidateActions, Observation
 
 
@@ -39,7 +38,7 @@ def test_improve_samples_n_then_optimizes_with_the_same_draws_as_sampling_by_han
     # by hand: the same generator state → the same N candidates → the same optimisation
     g_hand = torch.Generator().manual_seed(7)
     candidates = UniformPolicy().sample_actions(obs, 6, generator=g_hand).actions
-    by_hand = ActionOptimizer(operator.config)(QuadraticCritic(3), obs, candidates)
+    by_hand = ImprovementOperator(QuadraticCritic(3), config=operator.config).improve(obs, candidates=candidates)
     torch.testing.assert_close(out.actions, by_hand.actions)
     torch.testing.assert_close(out.samples, candidates)
     assert out.candidates.shape == (4, 2, 3) and out.sample_q.shape == (4, 6)
@@ -68,8 +67,8 @@ def test_included_actions_are_candidates_so_the_result_is_never_worse():
 
 def test_policy_update_and_its_operator_share_one_implementation():
     update = PolicyUpdate(UniformPolicy(), None, QuadraticCritic(3),
-                          ActionOptimizer(top_k=2, num_steps=2, step_size=0.1, action_mask="all"),
-                          PolicyUpdateConfig(num_samples=5, choice="softmax"),
+                          ImprovementConfig(num_samples=5, top_k=2, num_steps=2, step_size=0.1, action_mask="all",
+                                            choice="softmax"),
                           generator=torch.Generator().manual_seed(3))
     assert update.operator.config == ImprovementConfig(num_samples=5, top_k=2, num_steps=2, step_size=0.1,
                                                        action_mask="all", choice="softmax")

@@ -8,7 +8,7 @@ import torch
 from tests.parl._parl_toys import QuadraticCritic, TwoStepChain
 from vla_parl.critic import critic_state
 from vla_parl.errors import ConfigError
-from vla_parl.parl import (ActionOptimizer, CriticUpdate, CriticUpdateConfig, PolicyUpdate, PolicyUpdateConfig,
+from vla_parl.parl import (CriticUpdate, CriticUpdateConfig, ImprovementConfig, PolicyUpdate,
                            TransitionBatch)
 from vla_parl.policy import DiffusionPolicy, GaussianPolicy, Observation
 
@@ -31,8 +31,8 @@ def _improve(policy, steps: int, lr: float) -> tuple[float, float]:
     eval_obs = _states(torch.Generator().manual_seed(1), 128)
     opt = torch.optim.Adam(policy.trainable_parameters(), lr=lr)
     update = PolicyUpdate(policy, opt, _ConstantOptimumCritic(2),
-                          ActionOptimizer(top_k=4, num_steps=5, step_size=0.05, action_mask="all"),
-                          PolicyUpdateConfig(num_samples=16), generator=g)
+                          ImprovementConfig(num_samples=16, top_k=4, num_steps=5, step_size=0.05, action_mask="all"),
+                          generator=g)
 
     def distance() -> float:
         actions = policy.sample_actions(eval_obs, 16, generator=torch.Generator().manual_seed(2)).actions
@@ -54,7 +54,7 @@ def test_parl_step_moves_a_gaussian_policy_to_the_optimum():
 
 def test_parl_step_moves_a_diffusion_policy_to_the_optimum():
     torch.manual_seed(0)
-    policy = DiffusionPolicy.for_state(2, 2, hidden_dims=(64, 64), num_diffusion_steps=8)
+    policy = DiffusionPolicy.for_state(2, 2, hidden_dim=64, num_blocks=1, dropout=0.0, num_diffusion_steps=8)
     before, after = _improve(policy, steps=150, lr=3e-3)
     assert before > 0.5 and after < 0.2, (before, after)
 
@@ -67,7 +67,7 @@ def _chain_update(objective: str, accelerator=None, **config):
     if accelerator is not None:
         critic, opt = accelerator.prepare(critic, opt)
     update = CriticUpdate(critic, opt, None if objective == "iql" else policy,
-                          ActionOptimizer(top_k=2, num_steps=2, step_size=0.1, action_mask="all"),
+                          ImprovementConfig(top_k=2, num_steps=2, step_size=0.1, action_mask="all"),
                           CriticUpdateConfig(objective=objective, num_samples=4, cql_n_actions=3, **config),
                           accelerator=accelerator, generator=torch.Generator().manual_seed(0))
     return critic, update
@@ -116,7 +116,7 @@ def test_misconfigurations_are_named():
     with pytest.raises(ConfigError, match="objective"):
         CriticUpdateConfig(objective="sac")
     policy = GaussianPolicy.for_state(2, 1, hidden_dims=(8,))
-    update = CriticUpdate(critic, opt, policy, ActionOptimizer(action_mask="all", num_steps=1),
+    update = CriticUpdate(critic, opt, policy, ImprovementConfig(action_mask="all", num_steps=1),
                           CriticUpdateConfig(objective="calql", num_samples=2))
     batch = TwoStepChain().sample(4, torch.Generator().manual_seed(0))
     no_mc = TransitionBatch(batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.dones)

@@ -19,7 +19,7 @@ def _toy_batch(batch_size: int, generator: torch.Generator) -> tuple[Observation
 
 
 def _diffusion(**kw) -> DiffusionPolicy:
-    return DiffusionPolicy.for_state(2, 2, hidden_dims=(64, 64), num_diffusion_steps=10, **kw)
+    return DiffusionPolicy.for_state(2, 2, hidden_dim=64, num_blocks=2, dropout=0.0, num_diffusion_steps=10, **kw)
 
 
 def _gaussian() -> GaussianPolicy:
@@ -118,7 +118,7 @@ def test_obs_encoder_hook_conditions_on_language(tmp_path):
     """A policy on the critic's ObservationEncoder (instruction + state) reacts to the instruction."""
     torch.manual_seed(0)
     encoder = ObservationEncoder(vocab_size=64, instruction_dim=8, state_dim=2)
-    policy = DiffusionPolicy(DiffusionPolicyConfig(action_dim=2, hidden_dims=(32,), num_diffusion_steps=5), encoder)
+    policy = DiffusionPolicy(DiffusionPolicyConfig(action_dim=2, hidden_dim=32, num_blocks=1, num_diffusion_steps=5), encoder)
     state = torch.zeros(2, 2)
     obs = Observation(state=state, instructions=["open the drawer", "push the red block"])
     a = policy.sample_actions(obs, 3, generator=torch.Generator().manual_seed(0)).actions

@@ -27,12 +27,12 @@ def test_cp_copies_a_builtin_config_and_refuses_to_overwrite(tmp_path):
     (["run", "demo", "sft.step=3"], "unknown config key 'sft.step'; did you mean 'sft.steps'?"),
     (["run", "sft", "optim.batch_size=large"], "optim.batch_size: expected an integer"),
     (["run", "sft", "data.kind=rlds", "data.path=/no/such/dir"], "data.path '/no/such/dir' does not exist"),
-    (["run", "sft", "data.kind=calvin", "data.privileged_state=false"], "data.path is required for data.kind=calvin"),
+    (["run", "sft", "data.kind=calvin"], "data.path is required for data.kind=calvin"),
     (["run", "parl", "online.env=calvin_parl"], "online.env=calvin_parl mixes CALVIN-scene episodes with CALVIN "
                                                 "offline data: set data.kind=calvin"),
-    (["run", "parl", "data.kind=calvin", "data.path=.", "data.privileged_state=false"],
+    (["run", "parl", "data.kind=calvin", "data.path=."],
      "whose episodes do not mix with data.kind=calvin: set online.env=calvin_parl"),
-    (["run", "parl", "data.kind=calvin", "data.path=.", "data.privileged_state=false", "online.env=calvin_parl"],
+    (["run", "parl", "data.kind=calvin", "data.path=.", "online.env=calvin_parl"],
      "set data.reward=parl"),
     (["run", "parl", "online.calvin.image_sise=32"], "did you mean 'online.calvin.image_size'?"),
     (["run", "demo", "--config", "dmeo"], "did you mean 'demo'?"),
@@ -97,7 +97,8 @@ def test_dataset_configs_validate_with_a_dataset_path(tmp_path):
                     load_recipe_config(recipe, name, [f"data.path={tmp_path}"])
                 continue
             cfg = load_recipe_config(recipe, name, [f"data.path={tmp_path}"])
-            assert cfg.data.kind in ("rlds", "calvin") and cfg.model.name == "openvla_7b"
+            assert cfg.data.kind in ("rlds", "calvin")
+            assert cfg.model.name == "openvla_7b" or name.endswith("_diffusion")   # the DDPM configs read no VLA
 
 
 def test_help_everywhere():

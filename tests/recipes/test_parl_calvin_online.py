@@ -13,7 +13,7 @@ from tests.recipes._cli import run_cli
 GAMMA = 0.9
 STEPS = 10      # online.calvin.max_steps
 ARGS = ["policy=random", "critic.checkpoint=fresh",
-        "data.kind=calvin", "data.reward=parl", "data.privileged_state=false", f"data.gamma={GAMMA}",
+        "data.kind=calvin", "data.reward=parl", f"data.gamma={GAMMA}",
         "model.unnorm_key=calvin", "critic.privileged_state=false", "critic.hidden_dims=[16]",
         "critic.instruction_dim=4", "critic.image_size=32", "critic.image_feature_dim=8", "parl.num_samples=2", "parl.cache_states=6",
         "parl.offline_refreshes=1", "parl.distill_steps_per_refresh=1", "parl.critic_steps_per_refresh=1",
@@ -28,7 +28,7 @@ ARGS = ["policy=random", "critic.checkpoint=fresh",
 def test_parl_collects_calvin_parl_episodes_into_the_online_replay_and_logs_them(tmp_path):
     from vla_parl.data import ReplayBuffer, mc_returns
     from vla_parl.data.synthetic import write_tiny_calvin
-    from vla_parl.rollout import CALVIN_PARL_INSTRUCTION
+    from vla_parl.envs.calvin.tasks import PARL_INSTRUCTION
 
     data, run = write_tiny_calvin(tmp_path / "calvin"), tmp_path / "run"
     proc, _ = run_cli("run", "parl", "--output-dir", str(run), f"data.path={data}",
@@ -48,7 +48,7 @@ def test_parl_collects_calvin_parl_episodes_into_the_online_replay_and_logs_them
         # the random tiny policy completes no subtask in 10 steps: reward = 0 − 4 at every step, not terminal
         assert ep["reward"].tolist() == [-4.0] * STEPS and not ep["meta"]["terminal"]
         np.testing.assert_allclose(ep["mc_return"], mc_returns(ep["reward"], GAMMA, terminal=False))  # −4/(1−γ)
-        assert ep["meta"]["instruction"] == CALVIN_PARL_INSTRUCTION
+        assert ep["meta"]["instruction"] == PARL_INSTRUCTION
     online.close()
     # the offline windows are labelled the same way: the lightbulb turns on inside the second window
     (store,) = [p for p in (tmp_path / "stores").iterdir() if p.is_dir()]   # the dataset's shared offline store

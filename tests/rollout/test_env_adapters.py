@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vla_parl.rollout import CALVIN_PARL_INSTRUCTION, CalvinParlAdapter, TabletopAdapter, run_episodes
-
-PARL_TASKS = ("open_drawer", "turn_on_lightbulb", "move_slider_left", "turn_on_led")
+from vla_parl.envs.calvin.tasks import PARL_INSTRUCTION, PARL_TASKS
+from vla_parl.rollout import CalvinParlAdapter, TabletopAdapter, run_episodes
 
 
 class _FakeCalvinParlEnv:
@@ -65,7 +64,7 @@ def test_calvin_adapter_converts_observations_rewards_and_episodes():
     first = seen[0]
     assert first.images.shape == (2, 32, 32, 3) and first.images.dtype == torch.uint8
     assert first.proprio.shape == (2, 15) and first.state is None
-    assert first.instructions == [CALVIN_PARL_INSTRUCTION] * 2
+    assert first.instructions == [PARL_INSTRUCTION] * 2
     np.testing.assert_allclose(seen[3].proprio[0].numpy(), 3 + np.arange(15) / 100.0, rtol=1e-6)  # robot_obs at t=3
     # the box-resized image keeps the two halves' colours: (10·t, 0, 0) | (0, 200, 0)
     img = seen[3].images[0].numpy()
@@ -100,8 +99,8 @@ def test_calvin_adapter_all_four_subtasks_terminate_with_reward_zero():
 @pytest.mark.calvin_assets
 def test_calvin_adapter_on_the_real_env_rewards_completed_minus_four():
     """A scripted press of the LED button on our CALVIN scene: −4 until the LED is on, then −3."""
-    from vla_parl.envs.calvin_scripted import ScriptedCalvinPolicy
-    from vla_parl.envs.calvin_tasks import INSTRUCTIONS
+    from vla_parl.envs.calvin.scripted import ScriptedCalvinPolicy
+    from vla_parl.envs.calvin.tasks import INSTRUCTIONS
 
     adapter = CalvinParlAdapter(image_size=48, max_steps=20)
     assert adapter.obs_shapes == {"image": (48, 48, 3), "proprio": (15,)}

@@ -1,13 +1,13 @@
-"""Parallel rollouts: N env workers + one batched policy call per step give the same episodes as the
-single-env collector, in its format; auto-reset steps cost no policy call."""
+"""Parallel rollouts: N env workers + one batched policy call per step give the same episodes as
+`run_episodes`, in its episode format; auto-reset steps cost no policy call."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vla_parl.envs import collect_episodes, make_env
-from vla_parl.rollout import ParallelRollout, RolloutStats, as_action_source, make_rollout_env
+from vla_parl.rollout import (ParallelRollout, RolloutStats, TabletopAdapter, as_action_source, make_rollout_env,
+                              run_episodes)
 from vla_parl.rollout.sources import CallableSource, ModelSource
 
 ENV_KWARGS = {"image_size": 32, "max_episode_steps": 5}
@@ -38,16 +38,6 @@ class RecordingPolicy:
         return image_policy(obs["image"])
 
 
-class SingleEnvExpert:
-    """The same policy in `collect_episodes`' expert interface (act(obs, info), reset(seed))."""
-
-    def reset(self, seed=None) -> None:
-        pass
-
-    def act(self, obs, info) -> np.ndarray:
-        return image_policy(obs["image"][None])[0]
-
-
 def test_two_subprocess_workers_reproduce_single_env_episodes_with_one_call_per_step():
     policy = RecordingPolicy()
     runner = ParallelRollout(make_rollout_env(2, "push", **ENV_KWARGS), policy)
@@ -55,9 +45,12 @@ def test_two_subprocess_workers_reproduce_single_env_episodes_with_one_call_per_
         episodes, stats = runner.collect(num_episodes=2, seed=0)
     finally:
         runner.close()
-    reference = collect_episodes(make_env("push", **ENV_KWARGS), SingleEnvExpert(), num_episodes=2, seed=0)
+    adapter = TabletopAdapter("push", **ENV_KWARGS)
+    reference = run_episodes(adapter, lambda obs: image_policy(obs.images.numpy()), episodes=2, seed=0, chunk=1,
+                             unnormalize=lambda a: a, keep_trajectories=True).trajectories
     assert len(episodes) == 2
     for ours, theirs in zip(episodes, reference):
+        theirs.pop("state")                     # the privileged state: run_episodes' adapter reads it from info
         assert set(ours) == set(theirs)
         for key, value in theirs.items():
             if isinstance(value, np.ndarray):
@@ -82,15 +75,13 @@ def test_auto_reset_steps_ask_no_action_and_episodes_keep_the_replay_format(tiny
     assert [len(e["action"]) for e in episodes] == [3, 3, 3, 3]
     assert stats.env_steps == 12 and stats.policy_calls == 6
     for episode in episodes:
-        assert episode["image"].shape == (3, 32, 32, 3) and episode["image"].dtype == np.uint8
-        assert episode["proprio"].shape == (3, 7) and episode["action"].shape == (3, 7)
-        assert episode["is_first"].tolist() == [True, False, False]
-        assert episode["is_last"].tolist() == [False, False, True]
-        assert not episode["is_terminal"].any() and episode["success"] is False
-        assert episode["final_image"].shape == (32, 32, 3) and episode["instruction"].startswith("pick up")
-        assert np.isfinite(episode["action"]).all()
+        assert episode["image"].shape == (4, 32, 32, 3) and episode["image"].dtype == np.uint8
+        assert episode["proprio"].shape == (4, 7) and episode["action"].shape == (3, 7)
+        assert episode["reward"].tolist() == [-1.0] * 3                     # PA-RL's convention, no success
+        assert episode["terminal"] is False and episode["success"] is False
+        assert episode["instruction"].startswith("pick up") and np.isfinite(episode["action"]).all()
     # second-round episodes start from a fresh reset, not from the first episode's final frame
-    assert not np.array_equal(episodes[2]["image"][0], episodes[0]["final_image"])
+    assert not np.array_equal(episodes[2]["image"][0], episodes[0]["image"][-1])
 
 
 def test_num_steps_budget_and_source_adapters():

@@ -4,11 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +11,8 @@ import requests
 import torch
 
 from serving.client import encode_png
-from tests.recipes._cli import REPO_ROOT, run_cli
+from serving.process import ServerProcess
+from tests.recipes._cli import run_cli
 from tests.serving._helpers import scene
 
 INSTRUCTION = "reach the red block"
@@ -35,27 +31,6 @@ def demo_run(tmp_path_factory):
     return out / "final"
 
 
-def _serve(*args: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "vla_parl.cli.main", "serve", *args, "--port", str(port),
-                                "--log-level", "warning"], env={**os.environ, "OMP_NUM_THREADS": "1",
-                                                                "PYTHONPATH": str(REPO_ROOT)},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, process.stdout.read().decode()[-3000:]
-        try:
-            if requests.get(url + "/health", timeout=2).status_code == 200:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, "the server did not come up in 120 s"
-        time.sleep(0.3)
-
-
 def test_the_readme_serve_command_answers_refined_requests_with_proprio_and_state(demo_run):
     from vla_parl.critic import QCritic
     from vla_parl.models import OpenVLA
@@ -66,7 +41,9 @@ def test_the_readme_serve_command_answers_refined_requests_with_proprio_and_stat
     model_dir, critic_dir = demo_run / "model", demo_run / "critic"
     assert json.loads((critic_dir / "config.json").read_text())["improvement"]["step_size"] == 0.05
     # as in the README, plus one explicit override of the saved settings (--steps)
-    process, url = _serve("--checkpoint", str(model_dir), "--critic", str(critic_dir), "--steps", "3")
+    server = ServerProcess(["--checkpoint", str(model_dir), "--critic", str(critic_dir), "--steps", "3"],
+                           env={"VLA_PARL_API_KEY": None}, log_path=demo_run.parent / "serve.log")
+    url = server.start()
     try:
         critic_info = requests.get(url + "/v1/metadata", timeout=10).json()["critic"]
         assert (critic_info["proprio_dim"], critic_info["state_dim"]) == (7, 6)
@@ -82,8 +59,7 @@ def test_the_readme_serve_command_answers_refined_requests_with_proprio_and_stat
         assert missing.status_code == 422
         assert "'state' must be a vector of 6 numbers" in missing.json()["message"]
     finally:
-        process.terminate()
-        process.wait(30)
+        server.stop()
     # the same answer in-process: the operator saved with the critic (with the same override), same seed
     model = OpenVLA.from_pretrained(model_dir)
     critic = QCritic.load(critic_dir, tokenize=model.processor.tokenizer.encode_batch).eval()

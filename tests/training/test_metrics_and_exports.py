@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vla_parl.errors import CheckpointError
-from vla_parl.recipes._configs import RunSection, SFTConfig
+from vla_parl.recipes._configs import RunSection, SFTRecipeConfig
 from vla_parl.training import CheckpointManager, MetricLogger
 from vla_parl.training.builders import make_accelerator, resume_and_open_logger
 from vla_parl.training.metrics import read_metrics, truncate_metrics, without_timings
@@ -57,7 +57,7 @@ def test_without_timings_drops_wall_clock_fields_only():
 
 
 def _open(tmp_path, resume: bool) -> tuple[MetricLogger, CheckpointManager, bool]:
-    cfg = SFTConfig(run=RunSection(progress=False))
+    cfg = SFTRecipeConfig(run=RunSection(progress=False))
     checkpoints = CheckpointManager(tmp_path)
     logger, resumed = resume_and_open_logger(make_accelerator(cfg.run), checkpoints, tmp_path, cfg, resume,
                                              lambda path: checkpoints.load(path)["step"])

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "parl_step": "vla_parl.bench.parl_step",
     "gpu": "vla_parl.bench.gpu",
     "faults": "vla_parl.bench.faults",
+    "robot_loop": "vla_parl.bench.robot_loop",
     "all": "vla_parl.bench.suite",
 }
 

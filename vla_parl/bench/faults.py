@@ -305,7 +305,7 @@ def _empty_shard_case(work: Path) -> list[str] | None:
     shard = sorted(root.glob("bridge_orig/*/*.tfrecord*"))[0]
     shard.write_bytes(b"")
     return ["run", "sft", "--output-dir", str(work / "rlds_run"), "data.kind=rlds", f"data.path={root}",
-            "data.privileged_state=false", "optim.steps=1", "run.progress=false"]
+            "optim.steps=1", "run.progress=false"]
 
 
 # ---- serving -----------------------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def _serving(setup: _Setup) -> dict[str, Any]:
                   else critic_resnet18(action_dim=7))
         critic.save(Path(tmp) / "critic")
         extra = ("--critic", str(Path(tmp) / "critic"), "--device", "cuda" if setup.cuda else "cpu")
-        process, url = bench_serving._start_server(str(Path(tmp) / "model"), 16, 5.0, 1 if setup.dry else 8, extra,
+        server, url = bench_serving._start_server(str(Path(tmp) / "model"), 16, 5.0, 1 if setup.dry else 8, extra,
                                                    start_timeout=120 if setup.dry else 600)
         try:
             png = io.BytesIO()
@@ -253,8 +253,7 @@ def _serving(setup: _Setup) -> dict[str, Any]:
             bench_serving._load(url, body, 8, min(setup.serving_seconds, 5.0), path="/v1/act")   # warm-up
             row = bench_serving._load(url, body, 8, setup.serving_seconds, path="/v1/act")
         finally:
-            process.terminate()
-            process.wait(timeout=60)
+            server.stop()
     if row["requests"] == 0 or row["errors"]:
         raise RuntimeError(f"refined serving: {row['requests']} answered, {row['errors']} errors")
     return {"checkpoint_save_s": save_s, **row}

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
     from vla_parl.critic import critic_resnet18
     from vla_parl.models.openvla.lora import LoraSettings, apply_lora
-    from vla_parl.parl import ActionOptimizer, PolicyUpdate, PolicyUpdateConfig
+    from vla_parl.parl import ImprovementConfig, PolicyUpdate
     from vla_parl.policy.base import Observation
     from vla_parl.policy.openvla import OpenVLAPolicy
 
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     images = torch.from_numpy(np.stack(sample_images(args.batch_size, size=224)))
     obs = Observation(images=images, instructions=["pick up the red block"] * args.batch_size)
     optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=args.lr)
-    update = PolicyUpdate(policy, optimizer, critic, ActionOptimizer(top_k=args.top_k, num_steps=args.refine_steps),
-                          PolicyUpdateConfig(num_samples=args.num_samples),
+    update = PolicyUpdate(policy, optimizer, critic, ImprovementConfig(num_samples=args.num_samples,
+                                                                       top_k=args.top_k, num_steps=args.refine_steps),
                           generator=torch.Generator(device=device).manual_seed(0))
 
     rows = []

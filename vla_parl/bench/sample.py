@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
     from vla_parl.critic import critic_resnet18
-    from vla_parl.parl.action_optimizer import ActionOptimizer
+    from vla_parl.parl import ImprovementConfig, ImprovementOperator
     from vla_parl.policy.base import Observation
     from vla_parl.policy.openvla import OpenVLAPolicy
 
@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # critic re-ranking + local steps on the N = 32 candidates
     critics = {"official": critic_resnet18(action_dim=7),
                "scaled": critic_resnet18(action_dim=7, image_size=64, hidden_dims=(256, 256), num_q_heads=2)}
-    optimizer = ActionOptimizer(top_k=args.top_k, num_steps=args.refine_steps)
+    settings = ImprovementConfig(top_k=args.top_k, num_steps=args.refine_steps)
     obs = Observation(images=torch.from_numpy(np.stack(images)).to(device), instructions=instructions)
     candidates = model.action_tokenizer.decode(policy.sample_tokens(pixel_values, prompts, 32, generator=gen)[0])
-    refine = {name: timed(lambda c=critic.to(device).eval(): optimizer(c, obs, candidates))
+    refine = {name: timed(lambda c=critic.to(device).eval(): ImprovementOperator(c, config=settings).improve(
+                  obs, candidates=candidates))
               for name, critic in critics.items()}
     matched = "scaled" if args.model == "tiny" else "official"
     by_n = {r["num_samples"]: r for r in rows}

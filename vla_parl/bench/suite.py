@@ -2,7 +2,8 @@
 
 In-process: inference (batched vs batch 1), sample (prefix-shared N = 32 vs naive; action optimization
 overhead), memory (7B plan), rollout (4 vs 1 env workers), train_step (2-process DDP vs 1 process),
-parl_step (one PA-RL iteration with vs without gradient checkpointing).
+parl_step (one PA-RL iteration with vs without gradient checkpointing), robot_loop (robot-visible
+latency with the learner idle vs training, requests during policy swaps; server + learner + robots as processes).
 As subprocesses with `--json`, when present: `scripts/bench_data.py` (RLDS streaming, replay sampling) and
 `scripts/bench_serving.py` (dynamic batching on vs off). A missing script is reported as skipped, a failing
 benchmark as failed with its error; the others still run. `--quick` shrinks every benchmark to finish in
@@ -40,6 +41,7 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "train_step": ("vla_parl.bench.train_step", [], ["--strategies", "ddp", "--steps", "3", "--batch-size", "4"]),
     "parl_step": ("vla_parl.bench.parl_step", ["--threads", "1"],
                   ["--threads", "1", "--image-size", "56", "--batch-size", "4", "--repeats", "1", "--refine-steps", "3"]),
+    "robot_loop": ("vla_parl.bench.robot_loop", [], ["--quick"]),
 }
 # name → (script, full-run arguments, quick arguments)
 SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
@@ -117,6 +119,12 @@ _HEADLINES: dict[str, tuple[str, str, Callable[[dict[str, Any]], tuple[float | N
                               f"samples/s; RSS flat: {r['rlds_streaming']['rss_flat'] and r['replay_sampling']['rss_flat']}"
                               + (f"; peak RSS 16x vs 1x: SFT {r['scale']['peak_rss_growth']['sft']:+.1%}, offline "
                                  f"pool {r['scale']['peak_rss_growth']['pool']:+.1%}" if "scale" in r else ""))),
+    "robot_loop": ("robot p99 action latency, learner training", "learner idle",
+                   lambda r: (r["rows"][1]["p99_ms"] / r["rows"][0]["p99_ms"],
+                              f"p99 {r['rows'][0]['p99_ms']:.0f} → {r['rows'][1]['p99_ms']:.0f} ms; longest request "
+                              f"during a swap: " + ("no swap seen" if r["swaps"]["ratio"] is None else
+                                                    f"{r['swaps']['ratio']:.2f}× p99 (target ≤ 2×)") +
+                              f"; {r['episodes_per_min']:.1f} episodes/min; {r['failed_requests']} failed")),
     "serving": ("req/s, dynamic batching on", "batching off (unbatched)",
                 lambda r: (r["results"]["on"][-1]["rps"] / r["results"]["off"][-1]["rps"],
                            f"{r['results']['on'][-1]['rps']:.1f} req/s at {r['results']['on'][-1]['clients']} clients")),

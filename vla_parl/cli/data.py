@@ -96,7 +96,7 @@ def _inspect(args) -> int:
                  f"cameras {src.camera_keys} (reading {src.camera_key!r})")
         trajs = list(src.iter_trajectories(max_episodes=args.max_episodes))
     elif _is_calvin(data_dir, args.format) and _need_dataset(args):
-        from vla_parl.data.calvin import CalvinReader
+        from vla_parl.envs.calvin.reader import CalvinReader
 
         reader = CalvinReader(data_dir, args.split or "training")
         title = (f"CALVIN {args.dataset} / {reader.split}: {len(reader.episodes)} episodes, "

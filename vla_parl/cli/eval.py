@@ -135,18 +135,18 @@ def _calvin(args: argparse.Namespace) -> int:
     import functools
 
     _check_inputs(args)
-    from vla_parl.eval.calvin import evaluate_calvin
+    from vla_parl.envs.calvin.protocol import evaluate_calvin
     from vla_parl.eval.calvin_vla import OpenVLACalvinPolicy
     from vla_parl.errors import ConfigError
 
     if args.simulator == "ours":
-        from vla_parl.envs.calvin_scene import DEFAULT_ENV_VERSION, CalvinSceneEnv, resolve_env_version
+        from vla_parl.envs.calvin.scene import DEFAULT_ENV_VERSION, CalvinSceneEnv, resolve_env_version
 
         env_version = resolve_env_version(args.env_version or DEFAULT_ENV_VERSION)
         make_env = functools.partial(CalvinSceneEnv, args.data_path, env_version=env_version)
         simulator = f"our CALVIN scene (pybullet), calvin_env {env_version} behaviour"
     else:
-        from vla_parl.envs.calvin_official import OfficialCalvinEnv, official_commit
+        from vla_parl.envs.calvin.official import OfficialCalvinEnv, official_commit
 
         env_version = official_commit()
         if args.env_version and env_version and not env_version.startswith(args.env_version[:7]):

@@ -13,7 +13,7 @@ import sys
 __all__ = ["main", "build_parser", "quiet_third_party_logs"]
 
 # name -> module under vla_parl.cli that defines `register(subparsers)`
-_SUBCOMMAND_MODULES = ("run", "quickstart", "data", "eval", "serve", "bench", "push")
+_SUBCOMMAND_MODULES = ("run", "quickstart", "data", "eval", "serve", "robot", "bench", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:

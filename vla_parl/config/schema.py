@@ -7,6 +7,10 @@
 - YAML 1.1 reads `no`/`off`/`yes`/`on` as booleans; where the field is a string (`run.mixed_precision=no`)
   the word is kept as written, where it is a bool it is the boolean.
 - The resolved config is written back as YAML (`to_yaml`), which is all `--resume` needs.
+- A key that moved or was retired keeps working: a config class lists it in `MOVED_KEYS` (old dotted key →
+  new dotted key, both relative to the class) or `RETIRED_KEYS` (key → why it is ignored); `from_dict`
+  rewrites or drops it with a `FutureWarning` that says what to write instead, so old YAML files, users'
+  scripts and the saved configs of earlier runs load unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -181,6 +186,81 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _take(data: dict[str, Any], path: list[str]) -> tuple[bool, Any]:
+    """Remove and return the value at `path` (found, value); copies the mappings on the way (the caller's
+    mapping is not changed)."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            return False, None
+        node[part] = node = dict(child)
+    if path[-1] not in node:
+        return False, None
+    return True, node.pop(path[-1])
+
+
+def _put(data: dict[str, Any], path: list[str], value: Any) -> Any:
+    """Set `path` to `value` unless it is already set; returns the value that is there afterwards."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part, {})
+        if not isinstance(child, dict):
+            return None
+        node[part] = node = dict(child)
+    return node.setdefault(path[-1], value)
+
+
+def _migrate_keys(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`data` with `cls.MOVED_KEYS` moved to their new place and `cls.RETIRED_KEYS` dropped, each with a
+    FutureWarning; an old key set beside its new one to a different value is an error."""
+    moved: dict[str, str] = getattr(cls, "MOVED_KEYS", {})
+    retired: dict[str, str] = getattr(cls, "RETIRED_KEYS", {})
+    if not moved and not retired:
+        return data
+    data = dict(data)
+    for old, new in moved.items():
+        found, value = _take(data, old.split("."))
+        if not found:
+            continue
+        if _put(data, new.split("."), value) != value:
+            raise ConfigError(f"'{prefix}{old}' is the old name of '{prefix}{new}', and both are set to different "
+                              f"values: keep only '{prefix}{new}'")
+        warnings.warn(f"config key '{prefix}{old}' has moved to '{prefix}{new}': write {prefix}{new}={value} "
+                      "(the old key still works for now)", FutureWarning, stacklevel=4)
+    for key, why in retired.items():
+        found, _ = _take(data, key.split("."))
+        if found:
+            warnings.warn(f"config key '{prefix}{key}' is ignored ({why}): remove it", FutureWarning, stacklevel=4)
+    return data
+
+
+def _migrate_tree(cls: type, data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`_migrate_keys` at every level of `data` (a mapping for dataclass `cls`); `data` itself is not changed."""
+    data = dict(_migrate_keys(cls, data, prefix))
+    hints = get_type_hints(cls)
+    for name, value in data.items():
+        if isinstance(value, dict) and dataclasses.is_dataclass(hints.get(name)):
+            data[name] = _migrate_tree(hints[name], value, f"{prefix}{name}.")
+    return data
+
+
+def _current_key(cls: type, key: str, prefix: str = "") -> str:
+    """The dotted `key` of a `key=value` override with moved keys renamed (warning), at any level of `cls`."""
+    for old, new in getattr(cls, "MOVED_KEYS", {}).items():
+        if key == old or key.startswith(old + "."):
+            warnings.warn(f"config key '{prefix}{old}' has moved to '{prefix}{new}': write {prefix}{new}=... "
+                          "(the old key still works for now)", FutureWarning, stacklevel=4)
+            key = new + key[len(old):]
+            break
+    head, dot, rest = key.partition(".")
+    if dot and dataclasses.is_dataclass(cls):
+        child = get_type_hints(cls).get(head)
+        if dataclasses.is_dataclass(child):
+            return f"{head}.{_current_key(child, rest, f'{prefix}{head}.')}"
+    return key
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from a mapping, rejecting unknown keys and ill-typed values."""
     if not isinstance(data, dict):
@@ -188,6 +268,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     prefix = f"{where}." if where else ""
+    data = _migrate_keys(cls, data, prefix)
     for key in data:
         if key not in fields:
             hint = did_you_mean(str(key), fields, prefix=prefix, clause=True)
@@ -279,8 +360,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """YAML file (optional) + `key=value` overrides → validated dataclass `cls`."""
-    data = _read_yaml(Path(path)) if path is not None else {}
-    data = apply_overrides(data, overrides)
+    data = _migrate_tree(cls, _read_yaml(Path(path))) if path is not None else {}
+    # overrides are renamed on their own, so a moved key given on the command line overrides the file as before
+    renamed = [f"{_current_key(cls, key)}={raw}" if sep else item
+               for item in overrides for key, sep, raw in [item.partition("=")]]
+    data = apply_overrides(data, renamed)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

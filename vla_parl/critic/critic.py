@@ -16,13 +16,14 @@ of the PA-RL improvement operator it was trained with (`critic.improvement`, a p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from vla_parl.critic.configuration import CriticConfig
 from vla_parl.critic.encoders import ObservationEncoder
 from vla_parl.critic.ensemble import EnsembleQ
 from vla_parl.critic.objectives.td import min_over_random_subset
@@ -33,49 +34,24 @@ from vla_parl.policy.base import Observation
 __all__ = ["CriticConfig", "CriticOutput", "QCritic", "critic_resnet18", "critic_state"]
 
 
-@dataclass
-class CriticConfig:
-    """Flat critic configuration (one YAML block). Encoder parts are on when their size is > 0."""
-
-    action_dim: int
-    hidden_dims: tuple[int, ...] = (512, 512, 512)
-    num_q_heads: int = 2
-    target_pair_size: int = 2           # target = min over this many randomly chosen target heads
-    value_head: bool = False            # V(s) for IQL
-    # observation encoder
-    image_size: int = 0
-    image_feature_dim: int = 256
-    shift_pad: int = 4
-    vocab_size: int = 0                 # > 0: condition on the instruction
-    instruction_dim: int = 64
-    proprio_dim: int = 0
-    state_dim: int = 0
-    custom_tokenizer: bool = False      # set automatically when a `tokenize` callable is given
-
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        if self.action_dim < 1:
-            raise ConfigError(f"action_dim must be >= 1, got {self.action_dim}")
-        if not self.hidden_dims or min(self.hidden_dims) < 1:
-            raise ConfigError(f"hidden_dims must be non-empty positive widths, got {self.hidden_dims}")
-        if self.num_q_heads < 1:
-            raise ConfigError(f"num_q_heads must be >= 1, got {self.num_q_heads}")
-        if not 1 <= self.target_pair_size:
-            raise ConfigError(f"target_pair_size must be >= 1, got {self.target_pair_size}")
-
-
 class CriticOutput(NamedTuple):
     q: torch.Tensor                 # [E, B, N]
     v: torch.Tensor | None          # [B] when the critic has a value head
 
 
 class QCritic(nn.Module):
-    """Q-ensemble critic (and optional V) over `Observation`s; normalised actions in [−1, 1]."""
+    """Q-ensemble critic (and optional V) over `Observation`s; normalised actions in [−1, 1].
+
+    config: its shapes (`action_dim`, `vocab_size`, `proprio_dim`, `state_dim`; encoder parts are on when their
+    size is > 0) and network knobs; `self.config` is that config describing the built network (see
+    `vla_parl.critic.configuration`)."""
 
     def __init__(self, config: CriticConfig, *, tokenize: Callable[[list[str]], list[list[int]]] | None = None,
                  with_target: bool = True, tokenizer_source: str | None = None) -> None:
         super().__init__()
-        self.config = config
+        if config.action_dim < 1:
+            raise ConfigError(f"action_dim must be >= 1, got {config.action_dim} (a critic config from a recipe "
+                              "gets it from the policy: CriticConfig.with_shapes)")
         # saved with the weights: the improvement operator's settings (set by whoever trains with one) and,
         # for a custom tokenizer, what it is (the callable itself is not saved)
         self.improvement: dict[str, Any] | None = None
@@ -86,7 +62,7 @@ class QCritic(nn.Module):
             image_size=config.image_size, image_feature_dim=config.image_feature_dim, shift_pad=config.shift_pad,
             vocab_size=config.vocab_size, instruction_dim=config.instruction_dim, proprio_dim=config.proprio_dim,
             state_dim=config.state_dim, tokenize=tokenize, custom_tokenizer=config.custom_tokenizer)
-        config.custom_tokenizer = tokenize is not None
+        self.config = config = config.described(custom_tokenizer=tokenize is not None)
         self.q_heads = EnsembleQ(self.encoder.output_dim, config.action_dim, config.hidden_dims, config.num_q_heads)
         self.value = None
         if config.value_head:

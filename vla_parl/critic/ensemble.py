@@ -52,6 +52,9 @@ class EnsembleQ(nn.Module):
         h_s = torch.bmm(features.expand(E, B, F_), w0[:, :F_])                          # [E, B, H] once per state
         h = torch.bmm(a, w0[:, F_:]).view(E, B, N, -1) + h_s[:, :, None] + self.biases[0]
         h = h.view(E, B * N, -1)
-        for w, b in zip(self.weights[1:], self.biases[1:]):
+        # list(...)[1:], not self.weights[1:]: slicing a ParameterList builds a new one, re-registering every
+        # parameter — under another thread's `init_empty_weights` (a server loading a policy version) that
+        # global hook would move them to the meta device mid-request
+        for w, b in zip(list(self.weights)[1:], list(self.biases)[1:]):
             h = torch.baddbmm(b.view(E, 1, -1), torch.cat([torch.relu(h), a], dim=-1), w)
         return h.view(E, B, N)

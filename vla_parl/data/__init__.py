@@ -23,8 +23,8 @@ _EXPORTS = {
     # lerobot, offline sources and the transition store
     "LeRobotSource": "lerobot", "lerobot_statistics": "lerobot", "write_lerobot": "lerobot_write",
     "OfflineSource": "sources", "build_store": "transition_store", "open_store": "transition_store",
-    # calvin
-    "CalvinReader": "calvin", "PARL_TARGETS": "calvin", "SCENE_STATE_TASKS": "calvin",
+    # calvin (the reader lives with the rest of CALVIN)
+    "CalvinReader": "vla_parl.envs.calvin.reader",
     # statistics
     "compute_statistics": "statistics", "rlds_statistics": "statistics", "calvin_statistics": "statistics",
     "merge_norm_stats": "statistics", "load_statistics": "statistics", "save_statistics": "statistics",
@@ -39,7 +39,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"vla_parl.data.{_EXPORTS[name]}"), name)
+        module = _EXPORTS[name]
+        return getattr(importlib.import_module(module if "." in module else f"vla_parl.data.{module}"), name)
     raise AttributeError(f"module 'vla_parl.data' has no attribute {name!r}")
 
 

@@ -41,6 +41,7 @@ A **batch** (`ReplayBuffer.sample`, `sample_mixed`) is a dict of numpy arrays::
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -290,6 +291,18 @@ class ReplayBuffer:
     @property
     def num_episodes(self) -> int:
         return len(self._ids)
+
+    @property
+    def schema(self) -> dict:
+        """What every episode must match: {"obs": {key: {"shape", "dtype"}} | None, "action_dim": int | None}
+        (None until the first episode is stored)."""
+        return copy.deepcopy({"obs": self._meta["obs"], "action_dim": self._meta["action_dim"]})
+
+    def episode_meta(self, eid: int) -> dict:
+        """Episode `eid`'s meta.json (instruction, num_steps, num_obs, terminal, info) without opening its arrays."""
+        if eid not in self._episodes:
+            raise KeyError(f"episode {eid} not in replay buffer {str(self.root)!r}")
+        return copy.deepcopy(self._episodes[eid])
 
     def __len__(self) -> int:
         """Number of sampleable transitions (depends on n_step)."""

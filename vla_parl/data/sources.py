@@ -64,7 +64,7 @@ class OfflineSource:
         return self._lerobot.name if self._lerobot is not None else "calvin"
 
     def _calvin(self):
-        from vla_parl.data.calvin import CalvinReader
+        from vla_parl.envs.calvin.reader import CalvinReader
 
         split = "training" if self.data.split == "train" else self.data.split
         return CalvinReader(self.data.path, split, reward=self.data.reward, gripper_camera=self.wrist_key is not None)

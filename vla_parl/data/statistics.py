@@ -130,7 +130,7 @@ def rlds_statistics(data_dir: str | os.PathLike, name: str, *, version: str | No
 def calvin_statistics(root: str | os.PathLike, split: str = "training", *, name: str = "calvin",
                       refresh: bool = False) -> tuple[dict, Path, bool]:
     """Statistics of CALVIN's annotated windows (actions = rel_actions, proprio = robot_obs), cached."""
-    from vla_parl.data.calvin import CalvinReader
+    from vla_parl.envs.calvin.reader import CalvinReader
 
     reader = CalvinReader(root, split)
     identity = {"kind": "calvin", "name": name, "split": split, "tag": "1"}

@@ -119,14 +119,15 @@ def calvin_frame(i: int, image_size: int = 32, gripper_size: int = 16) -> dict:
 
 
 def write_tiny_calvin(root: str | os.PathLike, episodes: tuple[tuple[int, int], ...] = ((0, 29), (30, 49)),
-                      windows: tuple[tuple[int, int, str, str], ...] = (
-                          (0, 9, "open_drawer", "pull the handle to open the drawer"),
-                          (12, 26, "move_slider_left", "push the sliding door to the left side"),
-                          (32, 45, "turn_on_lightbulb", "use the switch to turn on the light bulb")),
+                      windows: tuple[tuple[int, int, str], ...] = (
+                          (0, 9, "open_drawer"), (12, 26, "move_slider_left"), (32, 45, "turn_on_lightbulb")),
                       splits: tuple[str, ...] = ("training", "validation")) -> Path:
     """Write a tiny CALVIN dataset: per split, one ``episode_%07d.npz`` per frame,
     ``ep_start_end_ids.npy`` (inclusive ids), ``ep_lens.npy`` and ``lang_annotations/auto_lang_ann.npy``.
+    `windows`: annotated (first frame, last frame, task), each annotated with the task's evaluation instruction.
     The validation split reuses the same frames and windows. Returns `root`."""
+    from vla_parl.envs.calvin.tasks import INSTRUCTIONS
+
     root = Path(root)
     for split in splits:
         d = root / split
@@ -136,7 +137,7 @@ def write_tiny_calvin(root: str | os.PathLike, episodes: tuple[tuple[int, int], 
                 np.savez(d / f"episode_{i:07d}.npz", **calvin_frame(i))
         np.save(d / "ep_start_end_ids.npy", np.array(episodes, dtype=np.int64))
         np.save(d / "ep_lens.npy", np.array([e - s + 1 for s, e in episodes], dtype=np.int64))
-        ann = {"language": {"ann": [w[3] for w in windows], "task": [w[2] for w in windows],
+        ann = {"language": {"ann": [INSTRUCTIONS[w[2]] for w in windows], "task": [w[2] for w in windows],
                             "emb": np.zeros((len(windows), 1, 384), np.float32)},
                "info": {"indx": [(w[0], w[1]) for w in windows], "episodes": []}}
         np.save(d / "lang_annotations" / "auto_lang_ann.npy", ann, allow_pickle=True)

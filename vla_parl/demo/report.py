@@ -40,8 +40,8 @@ def _pooled(results: dict[str, dict[str, Any]], row: str) -> dict[str, Any] | No
 
 
 def setup_notes(config: dict[str, Any]) -> list[str]:
-    """The report's setup notes, read from the resolved config (`to_dict(DemoConfig)`)."""
-    d, opt, parl, online = config["data"], config["action_optimizer"], config["parl"], config["online"]
+    """The report's setup notes, read from the resolved config (`to_dict(DemoRecipeConfig)`)."""
+    d, opt, online = config["data"], config["action_optimizer"], config["online"]
     targets = d.get("targets")
     obj = config["objective"]
     objective = {"calql": "Cal-QL", "cql": "CQL", "iql": "IQL"}[obj["objective"]]
@@ -61,7 +61,7 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
                                                       "learns too slowly; `lora.enabled=true` switches to LoRA)."),
         "Critic: asymmetric — Q(s, a) reads the simulator's target-block position, the gripper proprio and the "
         f"instruction (the policy only sees the image and the instruction); {objective} pre-training on the demos.",
-        f"PA-RL: N = {parl['num_samples']} policy samples per state → top-{opt['top_k']} by Q → {opt['num_steps']} "
+        f"PA-RL: N = {opt['num_samples']} policy samples per state → top-{opt['top_k']} by Q → {opt['num_steps']} "
         "local gradient-ascent steps on a → argmax; distilled with the policy's own token cross-entropy. "
         "Candidates come from a cache refreshed from the current policy (official PA-RL's caching workers). "
         f"Online: {online['rounds']} rounds of {online['episodes_per_round']} rollouts of the policy (temperature "

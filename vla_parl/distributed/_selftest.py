@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from vla_parl.distributed import all_reduce_mean, init_distributed, load_checkpoint, save_checkpoint
     from vla_parl.distributed.checkpoint import save_lora_adapter_distributed, save_merged_distributed
     from vla_parl.distributed.policy import shard_observation, shard_range
-    from vla_parl.parl import ActionOptimizer
-    from vla_parl.parl.policy_update import PolicyUpdate, PolicyUpdateConfig
+    from vla_parl.parl import ImprovementConfig
+    from vla_parl.parl.policy_update import PolicyUpdate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", choices=["single", "ddp", "fsdp"], default="fsdp")
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--strategy {args.strategy} needs torchrun (WORLD_SIZE unset)")
     model, policy, optimizer = _build(args, info)
     update = PolicyUpdate(policy, optimizer, _small_critic(model).to(info.device),
-                          action_optimizer=ActionOptimizer(top_k=4, num_steps=3, step_size=0.05),
-                          config=PolicyUpdateConfig(num_samples=args.num_samples))
+                          ImprovementConfig(num_samples=args.num_samples, top_k=4, num_steps=3, step_size=0.05))
     start = 0
     if args.resume:
         start = load_checkpoint(args.resume, model, optimizer)["step"] + 1

@@ -1,4 +1,4 @@
-"""Scripted experts for the tabletop tasks, with a noise knob, and episode collection.
+"""Scripted experts for the tabletop tasks, with a noise knob (`vla_parl.rollout.expert_episodes` runs them).
 
 An expert reads privileged state from the env's `info` (block poses, TCP position, target block, push
 direction) and returns an OpenVLA-convention action in [-1, 1]^7 (gripper 1 = open, 0 = closed).
@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from vla_parl.envs.tabletop import TASKS, _check_choice
 
-__all__ = ["ExpertNoise", "ScriptedExpert", "DEFAULT_NOISE", "make_expert", "collect_episodes"]
+__all__ = ["ExpertNoise", "ScriptedExpert", "DEFAULT_NOISE", "make_expert"]
 
 DEFAULT_NOISE = 1.0
 
@@ -172,47 +171,3 @@ class ScriptedExpert:
 def make_expert(task: str, noise: float = DEFAULT_NOISE, speed: tuple[float, float] = (1.0, 1.0)) -> ScriptedExpert:
     """The scripted expert for `task` at noise scale `noise` (0 = clean) and per-episode speed range `speed`."""
     return ScriptedExpert(task, noise=noise, speed=speed)
-
-
-def collect_episodes(env: gym.Env, expert: ScriptedExpert, num_episodes: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Roll out `expert` in `env` for `num_episodes` episodes (episode i uses seed `seed + i`).
-
-    Each episode is a dict of numpy arrays over its T steps (step t = observation o_t, the action a_t
-    taken from it, the reward r_t received for it):
-        image uint8 [T, H, W, 3], proprio float32 [T, P], action float32 [T, 7], reward float32 [T],
-        is_first / is_last / is_terminal bool [T] (is_terminal only on a successful last step),
-        final_image uint8 [H, W, 3], final_proprio float32 [P] (o_T, the observation after the last action),
-        instruction str, success bool.
-    """
-    if num_episodes < 0:
-        raise ValueError(f"num_episodes must be >= 0, got {num_episodes}")
-    episodes = []
-    for i in range(num_episodes):
-        obs, info = env.reset(seed=seed + i)
-        expert.reset(seed=10_000_019 * (seed + i) + 7)
-        images, proprios, actions, rewards = [], [], [], []
-        terminated = truncated = False
-        while not (terminated or truncated):
-            action = expert.act(obs, info)
-            images.append(obs["image"])
-            proprios.append(obs["proprio"])
-            actions.append(action)
-            obs, reward, terminated, truncated, info = env.step(action)
-            rewards.append(reward)
-        T = len(actions)
-        is_last = np.zeros(T, dtype=bool)
-        is_last[-1] = True
-        episodes.append({
-            "image": np.stack(images).astype(np.uint8),
-            "proprio": np.stack(proprios).astype(np.float32),
-            "action": np.stack(actions).astype(np.float32),
-            "reward": np.asarray(rewards, dtype=np.float32),
-            "is_first": np.arange(T) == 0,
-            "is_last": is_last,
-            "is_terminal": is_last & bool(terminated),
-            "final_image": obs["image"],
-            "final_proprio": obs["proprio"],
-            "instruction": obs["instruction"],
-            "success": bool(info["success"]),
-        })
-    return episodes

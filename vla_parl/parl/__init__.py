@@ -2,18 +2,30 @@
 
     operator = ImprovementOperator.from_critic(critic, policy)       # settings saved with the critic
     best = operator.improve(obs, generator=g)                        # N samples → top-k → ascent → choice
-    CriticUpdate(critic, critic_opt, policy, optimizer).step(batch)  # CQL / Cal-QL / IQL
-    PolicyUpdate(policy, policy_opt, critic, optimizer).step(obs)    # sample → optimize → distill
+    CriticUpdate(critic, critic_opt, policy, improvement, CriticUpdateConfig(), gamma=0.99).step(batch)
+    PolicyUpdate(policy, policy_opt, critic, improvement).step(obs)  # sample → optimize → distill
+
+The configs (`ImprovementConfig`, `CriticUpdateConfig`) are torch-free, and so is importing this package:
+the torch-backed classes load on first use, so a recipe config can name these configs and still validate
+in well under a second.
 """
 
-from vla_parl.parl.action_optimizer import ActionOptimizer, ActionOptimizerConfig
-from vla_parl.parl.batch import TransitionBatch
-from vla_parl.parl.candidate_cache import CandidateCache
-from vla_parl.parl.configuration import ImprovementConfig
-from vla_parl.parl.critic_update import CriticUpdate, CriticUpdateConfig
-from vla_parl.parl.operator import Critic, ImprovementOperator, OptimizedActions
-from vla_parl.parl.policy_update import PolicyUpdate, PolicyUpdateConfig
+from __future__ import annotations
 
-__all__ = ["ImprovementOperator", "ImprovementConfig", "ActionOptimizer", "ActionOptimizerConfig", "Critic",
-           "OptimizedActions", "TransitionBatch", "CandidateCache", "CriticUpdate", "CriticUpdateConfig",
-           "PolicyUpdate", "PolicyUpdateConfig"]
+from importlib import import_module
+from typing import Any
+
+from vla_parl.parl.configuration import CriticUpdateConfig, ImprovementConfig
+
+__all__ = ["ImprovementOperator", "ImprovementConfig", "Critic", "OptimizedActions", "TransitionBatch",
+           "CandidateCache", "CriticUpdate", "CriticUpdateConfig", "PolicyUpdate"]
+
+_LAZY = {"ImprovementOperator": "operator", "Critic": "operator", "OptimizedActions": "operator",
+         "TransitionBatch": "batch", "CandidateCache": "candidate_cache", "CriticUpdate": "critic_update",
+         "PolicyUpdate": "policy_update"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"vla_parl.parl.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'vla_parl.parl' has no attribute {name!r}")

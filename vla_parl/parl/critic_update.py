@@ -8,65 +8,45 @@ For CQL / Cal-QL the TD target bootstraps from the *optimized* next action:
 and μ's policy actions at s are the k refined candidates of action_optimization(s); μ's uniform actions
 are `cql_n_actions` draws from U[low, high]^A. IQL needs no policy: Q ← r + γ(1 − d) V(s').
 After each synchronised optimiser step the target moves: θ̄ ← τ θ + (1 − τ) θ̄.
+
+The settings are a `CriticUpdateConfig` (`vla_parl.parl.configuration`, the recipes' `objective:` section);
+γ is the data's discount (`data.gamma`), passed to `CriticUpdate` so the TD target and Cal-QL's Monte-Carlo
+returns always agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from vla_parl.config.schema import check_range
 from vla_parl.critic.objectives import calql_loss, cql_loss, iql_loss, td_target
 from vla_parl.errors import ConfigError
 from vla_parl.parl._accel import AcceleratorShim
-from vla_parl.parl.action_optimizer import ActionOptimizer
+from vla_parl.parl.configuration import CriticUpdateConfig, ImprovementConfig
 from vla_parl.parl.operator import ImprovementOperator
 from vla_parl.parl.batch import TransitionBatch
 from vla_parl.policy.base import Policy
 
 __all__ = ["CriticUpdateConfig", "CriticUpdate"]
 
-_OBJECTIVES = ("cql", "calql", "iql")
-
-
-@dataclass
-class CriticUpdateConfig:
-    objective: str = "calql"          # "cql" | "calql" | "iql"
-    gamma: float = 0.99
-    polyak_tau: float = 0.005         # target update rate τ
-    cql_alpha: float = 0.005          # α: 0.005 state / 0.01 images
-    cql_n_actions: int = 10           # uniform actions per state: 10 state / 4 images
-    num_samples: int = 32             # N policy candidates per state for action optimization
-    expectile: float = 0.7            # IQL τ: 0.7 (V-GPS) or 0.9
-    max_grad_norm: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.objective not in _OBJECTIVES:
-            raise ConfigError(f"objective must be one of {_OBJECTIVES}, got {self.objective!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 < self.polyak_tau <= 1.0:
-            raise ConfigError(f"polyak_tau must be in (0, 1], got {self.polyak_tau}")
-        if self.cql_alpha < 0 or self.cql_n_actions < 1 or self.num_samples < 1:
-            raise ConfigError("cql_alpha must be >= 0, and cql_n_actions and num_samples >= 1; got "
-                              f"{self.cql_alpha}, {self.cql_n_actions}, {self.num_samples}")
-        if not 0.0 < self.expectile < 1.0:
-            raise ConfigError(f"expectile must be in (0, 1), got {self.expectile}")
-
-
 class CriticUpdate:
     """`CriticUpdate(critic, optimizer, policy, ...).step(batch) -> dict[str, float]`.
 
     critic: a `QCritic` (or its `accelerator.prepare`d wrapper; its forward is used for the loss so DDP
     syncs gradients). optimizer: over `critic.trainable_parameters()`. policy: any `Policy` (only
-    `sample_actions` is used; may be None for IQL).
+    `sample_actions` is used; may be None for IQL). improvement: the operator's settings (its N and choice
+    are replaced by `config.num_samples` and argmax here). gamma: the discount γ of the data.
     """
 
     def __init__(self, critic: Any, optimizer: torch.optim.Optimizer, policy: Policy | None,
-                 action_optimizer: ActionOptimizer | None = None, config: CriticUpdateConfig | None = None,
-                 accelerator: Any | None = None, generator: torch.Generator | None = None) -> None:
+                 improvement: ImprovementConfig | None = None, config: CriticUpdateConfig | None = None, *,
+                 gamma: float = 0.99, accelerator: Any | None = None,
+                 generator: torch.Generator | None = None) -> None:
         self.config = config or CriticUpdateConfig()
+        check_range("gamma", gamma, low=0, high=1)
+        self.gamma = gamma
         if self.config.objective != "iql" and policy is None:
             raise ConfigError(f"objective {self.config.objective!r} bootstraps from optimized policy actions: "
                               "pass a policy (only IQL works without one)")
@@ -74,13 +54,13 @@ class CriticUpdate:
         self.critic = critic
         self.core = self.accel.unwrap(critic)
         if self.config.objective == "iql" and getattr(self.core, "value", None) is None:
-            raise ConfigError("IQL needs V(s): build the critic with value_head=True")
+            raise ConfigError("IQL needs V(s): build the critic with value_head=True (recipes: "
+                              "critic.value_head=true)")
         self.optimizer = optimizer
         self.policy = policy
-        self.action_optimizer = action_optimizer or ActionOptimizer()
         # the TD target and μ's policy actions: N policy samples, optimised on the online critic, argmax
-        self.operator = ImprovementOperator(self.core, policy, self.action_optimizer.config,
-                                            num_samples=self.config.num_samples, choice="argmax")
+        self.operator = ImprovementOperator(self.core, policy, improvement, num_samples=self.config.num_samples,
+                                            choice="argmax")
         self.generator = generator
 
     def _optimized(self, obs: Any, stats: dict[str, float], prefix: str) -> Any:
@@ -102,9 +82,9 @@ class CriticUpdate:
             else:
                 next_actions = self._optimized(batch.next_obs, stats, "critic/next_opt/").actions
                 next_q = self.core.target_q(batch.next_obs, next_actions[:, None], self.generator)[:, 0]
-                next_q_value = td_target(r, d, next_q, cfg.gamma)                       # y [B]
+                next_q_value = td_target(r, d, next_q, self.gamma)                       # y [B]
                 policy_actions = self._optimized(batch.obs, stats, "critic/policy_opt/").candidates  # [B, k, A]
-                low, high = self.action_optimizer.config.low, self.action_optimizer.config.high
+                low, high = self.operator.config.low, self.operator.config.high
                 draw_device = self.generator.device if self.generator is not None else batch.actions.device
                 random_actions = torch.rand(B, cfg.cql_n_actions, A, generator=self.generator,
                                             device=draw_device).to(batch.actions)
@@ -118,7 +98,7 @@ class CriticUpdate:
             q = out.q.float()                                                            # [E, B, 1(+n+k)]
             q_data = q[:, :, 0]
             if cfg.objective == "iql":
-                result = iql_loss(q_data, q_target, out.v.float(), v_next, r, d, cfg.gamma, cfg.expectile)
+                result = iql_loss(q_data, q_target, out.v.float(), v_next, r, d, self.gamma, cfg.expectile)
             else:
                 n = cfg.cql_n_actions
                 q_random, q_policy = q[:, :, 1:1 + n], q[:, :, 1 + n:]

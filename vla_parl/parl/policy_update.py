@@ -9,31 +9,17 @@ Exactly one optimized action per state. The critic is only read (no critic gradi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from vla_parl.errors import ConfigError
+from vla_parl.config.schema import check_range
 from vla_parl.parl._accel import AcceleratorShim
-from vla_parl.parl.action_optimizer import ActionOptimizer
+from vla_parl.parl.configuration import ImprovementConfig
 from vla_parl.parl.operator import Critic, ImprovementOperator, OptimizedActions
 from vla_parl.policy.base import Observation, Policy
 
-__all__ = ["PolicyUpdateConfig", "PolicyUpdate"]
-
-
-@dataclass
-class PolicyUpdateConfig:
-    num_samples: int = 32             # N candidates per state (official OpenVLA run: 8)
-    choice: str = "argmax"            # "argmax" (CALVIN / eval) or "softmax" (τ = the operator's temperature)
-    max_grad_norm: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.choice not in ("argmax", "softmax"):
-            raise ConfigError(f"choice must be 'argmax' or 'softmax', got {self.choice!r}")
+__all__ = ["PolicyUpdate"]
 
 
 class PolicyUpdate:
@@ -41,21 +27,20 @@ class PolicyUpdate:
 
     policy: the `Policy` object itself (for DDP, its `supervised_loss` should run its prepared module).
     optimizer: over `policy.trainable_parameters()`. critic: anything with `encode` / `q_values`.
-    The improvement operator (`self.operator`) is the critic and policy with `action_optimizer`'s settings,
-    N and the choice rule from `config`.
+    The improvement operator (`self.operator`) is the critic and policy with the `improvement` settings
+    (N, top-k, steps, choice, ...). max_grad_norm: clip the policy's gradient norm (None: no clipping).
     """
 
     def __init__(self, policy: Policy, optimizer: torch.optim.Optimizer, critic: Critic,
-                 action_optimizer: ActionOptimizer | None = None, config: PolicyUpdateConfig | None = None,
+                 improvement: ImprovementConfig | None = None, *, max_grad_norm: float | None = None,
                  accelerator: Any | None = None, generator: torch.Generator | None = None) -> None:
-        self.config = config or PolicyUpdateConfig()
+        check_range("max_grad_norm", max_grad_norm, low=0, low_open=True, optional=True)
+        self.max_grad_norm = max_grad_norm
         self.accel = AcceleratorShim(accelerator)
         self.policy = policy
         self.optimizer = optimizer
         self.critic = self.accel.unwrap(critic)
-        self.action_optimizer = action_optimizer or ActionOptimizer()
-        self.operator = ImprovementOperator(self.critic, policy, self.action_optimizer.config,
-                                            num_samples=self.config.num_samples, choice=self.config.choice)
+        self.operator = ImprovementOperator(self.critic, policy, improvement)
         self.generator = generator
 
     @torch.no_grad()
@@ -78,7 +63,7 @@ class PolicyUpdate:
         with self.accel.train_context(self.policy):
             out = self.policy.supervised_loss(obs, actions)
             self.accel.backward(out.loss)
-            grad_norm = self.accel.clip_grad_norm_(self.policy.trainable_parameters(), self.config.max_grad_norm)
+            grad_norm = self.accel.clip_grad_norm_(self.policy.trainable_parameters(), self.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         stats = {f"policy/{k}": v for k, v in out.stats.items()}

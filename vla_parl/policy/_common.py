@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from vla_parl.errors import CheckpointError
+from vla_parl.errors import CheckpointError, ConfigError
 from vla_parl.policy.base import Observation
 
 __all__ = ["StateEncoder", "mlp", "encoder_spec", "build_encoder", "write_checkpoint", "read_checkpoint", "randn",
-           "CheckpointedPolicyMixin"]
+           "CheckpointedPolicyMixin", "checkpoint_kind"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -134,8 +137,11 @@ def check_num_samples(num_samples: int) -> None:
 
 
 class CheckpointedPolicyMixin:
-    """`trainable_parameters`, `save` and `load` for an nn.Module policy built as `cls(config, obs_encoder)`
-    from a dataclass `config` (its type in `config_class`) and an `obs_encoder`."""
+    """What the nn.Module policies built as `cls(config, obs_encoder)` from a dataclass `config` (its type in
+    `config_class`) share: `trainable_parameters`, `save` / `load` (with a `manifest.json`), the action
+    normalisation statistics they were trained with (`norm_stats`, `unnorm_key`: `unnormalize` maps their
+    [-1, 1] actions to robot units), `forward(obs, target_actions)` = the supervised loss (what a DDP
+    wrapper runs), and `sampling()`: eval mode (no dropout, no augmentation) while sampling."""
 
     config_class: type
 
@@ -143,24 +149,90 @@ class CheckpointedPolicyMixin:
         """Check the encoder and keep config, action_dim and obs_encoder (call after nn.Module.__init__)."""
         if not isinstance(getattr(obs_encoder, "output_dim", None), int):
             raise TypeError("obs_encoder needs an integer `output_dim` attribute (the feature size F)")
+        if config.action_dim < 1:
+            raise ConfigError(f"action_dim must be >= 1, got {config.action_dim} (a recipe fills it in from the data)")
         self.config = config
         self.action_dim = config.action_dim
         self.obs_encoder = obs_encoder
+        self.norm_stats: dict[str, Any] | None = None
+        self.unnorm_key: str | None = None
+
+    def encode(self, obs: Observation) -> torch.Tensor:
+        """φ(s) [B, F]: the observation moved to the policy's device, through `obs_encoder`."""
+        device = next(self.parameters()).device  # type: ignore[attr-defined]
+        return self.obs_encoder(obs.to(device))  # type: ignore[attr-defined]
+
+    def forward(self, obs: Observation, target_actions: torch.Tensor) -> Any:
+        """The supervised loss (`supervised_loss`), so a DDP-wrapped policy trains through its forward."""
+        return self.supervised_loss(obs, target_actions)  # type: ignore[attr-defined]
+
+    @contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Eval mode inside (no dropout, no random shift), the previous mode restored after."""
+        was_training = self.training  # type: ignore[attr-defined]
+        self.eval()  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            self.train(was_training)  # type: ignore[attr-defined]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]  # type: ignore[attr-defined]
 
+    def action_normalizer(self, unnorm_key: str | None = None) -> Any:
+        """The `ActionNormalizer` of the statistics under `unnorm_key` (default: the policy's own key)."""
+        from vla_parl.models.openvla.normalization import ActionNormalizer
+
+        return ActionNormalizer.from_norm_stats(self.norm_stats, unnorm_key or self.unnorm_key)
+
+    def unnormalize(self, actions: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Normalised actions [..., A] → robot units, with the statistics the policy was trained with."""
+        array = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
+        return self.action_normalizer().unnormalize(array)
+
     def save(self, path: str | Path) -> None:
+        """`config.json` (class, config, encoder, statistics), `model.safetensors`, then `manifest.json`,
+        written beside `path` and moved onto it once complete (a directory already there is replaced)."""
+        import os
+        import shutil
         from dataclasses import asdict
 
+        from vla_parl.utils.manifest import write_manifest
+
+        path = Path(path)
+        tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
         config = {"kind": type(self).__name__, "config": asdict(self.config),  # type: ignore[attr-defined]
-                  "obs_encoder": encoder_spec(self.obs_encoder)}  # type: ignore[attr-defined]
-        write_checkpoint(path, config, self)  # type: ignore[arg-type]
+                  "obs_encoder": encoder_spec(self.obs_encoder),  # type: ignore[attr-defined]
+                  "norm_stats": self.norm_stats, "unnorm_key": self.unnorm_key}
+        write_checkpoint(tmp, config, self)  # type: ignore[arg-type]
+        write_manifest(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **encoder_kwargs: Any):
         """Restore from `save`; `encoder_kwargs` go to the encoder (e.g. `tokenize=` for a custom tokenizer)."""
+        from vla_parl.utils.manifest import MANIFEST, verify_manifest
+
+        if (Path(path) / MANIFEST).is_file():
+            verify_manifest(path)
         config, state = read_checkpoint(path, cls.__name__)
         policy = cls(cls.config_class(**config["config"]), build_encoder(config["obs_encoder"], **encoder_kwargs))
         policy.load_state_dict(state)  # type: ignore[attr-defined]
+        policy.norm_stats, policy.unnorm_key = config.get("norm_stats"), config.get("unnorm_key")
         return policy.to(map_location)  # type: ignore[attr-defined]
+
+
+def checkpoint_kind(path: str | Path) -> str | None:
+    """The policy class a directory holds (`config.json`'s "kind", e.g. "DiffusionPolicy"), or None when it is
+    not a `CheckpointedPolicyMixin` checkpoint (an OpenVLA model directory, a hub id, a missing path)."""
+    file = Path(path).expanduser() / CONFIG_FILE
+    if not file.is_file():
+        return None
+    try:
+        kind = json.loads(file.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None

@@ -11,6 +11,8 @@ Loss (the supervised / distillation loss PA-RL calls):
 Sampling: a_K ~ N(0, I); for k = K..1, â_0 = clip((a_k − √(1−ᾱ_k) ε_θ) / √ᾱ_k, −1, 1) and
 a_{k−1} ~ N(μ̃_k(a_k, â_0), β̃_k I) (the DDPM posterior; no noise at the last step); output in [−1, 1].
 
+ε_θ is an MLP-ResNet (`MLPResNet`: residual blocks with dropout and LayerNorm) on [a_k, embed(k), φ(s)];
+its defaults (K = 5 cosine steps, 3 blocks of 256, dropout 0.1) are in `vla_parl.policy.configuration`.
 φ(s) is the observation hook (`obs_encoder`, default `StateEncoder` on `Observation.state`); it is
 computed once per state and shared by the N candidates.
 """
@@ -18,7 +20,6 @@ computed once per state and shared by the N candidates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,32 +27,13 @@ from torch import nn
 
 from vla_parl.errors import ConfigError
 from vla_parl.policy._common import (CheckpointedPolicyMixin, StateEncoder, check_num_samples, check_target_actions,
-                                     mlp, randn)
+                                     randn)
 from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
+from vla_parl.policy.configuration import BETA_SCHEDULES, DiffusionPolicyConfig
 
-__all__ = ["DiffusionPolicyConfig", "DiffusionPolicy", "make_beta_schedule"]
+__all__ = ["DiffusionPolicyConfig", "DiffusionPolicy", "MLPResNet", "make_beta_schedule"]
 
-_SCHEDULES = ("cosine", "linear")
-
-
-@dataclass
-class DiffusionPolicyConfig:
-    action_dim: int
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
-    num_diffusion_steps: int = 20          # K
-    beta_schedule: str = "cosine"           # "cosine" | "linear"
-    time_embed_dim: int = 32
-
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        if self.action_dim < 1:
-            raise ConfigError(f"action_dim must be >= 1, got {self.action_dim}")
-        if self.num_diffusion_steps < 1:
-            raise ConfigError(f"num_diffusion_steps must be >= 1, got {self.num_diffusion_steps}")
-        if self.beta_schedule not in _SCHEDULES:
-            raise ConfigError(f"beta_schedule must be one of {_SCHEDULES}, got {self.beta_schedule!r}")
-        if self.time_embed_dim < 2 or self.time_embed_dim % 2:
-            raise ConfigError(f"time_embed_dim must be an even number >= 2, got {self.time_embed_dim}")
+_SCHEDULES = BETA_SCHEDULES
 
 
 def make_beta_schedule(kind: str, num_steps: int) -> torch.Tensor:
@@ -79,8 +61,36 @@ def _time_embedding(k: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+class _ResidualBlock(nn.Module):
+    """x + W₂ mish(W₁ LN(dropout(x))): the MLP-ResNet block, widening to 4·width inside."""
+
+    def __init__(self, width: int, dropout: float, layer_norm: bool) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.norm = nn.LayerNorm(width) if layer_norm else nn.Identity()
+        self.up = nn.Linear(width, 4 * width)
+        self.down = nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(nn.functional.mish(self.up(self.norm(self.dropout(x)))))
+
+
+class MLPResNet(nn.Module):
+    """in_dim → Linear → `num_blocks` residual blocks of `width` → mish → Linear → out_dim (the ε-net)."""
+
+    def __init__(self, in_dim: int, out_dim: int, width: int, num_blocks: int, dropout: float,
+                 layer_norm: bool) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, width)
+        self.blocks = nn.Sequential(*(_ResidualBlock(width, dropout, layer_norm) for _ in range(num_blocks)))
+        self.out = nn.Linear(width, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(nn.functional.mish(self.blocks(self.inp(x))))
+
+
 class DiffusionPolicy(CheckpointedPolicyMixin, nn.Module):
-    """DDPM policy: ε_θ is an MLP on [a_k, embed(k), φ(s)]. Implements `vla_parl.policy.Policy`."""
+    """DDPM policy: ε_θ is an MLP-ResNet on [a_k, embed(k), φ(s)]. Implements `vla_parl.policy.Policy`."""
 
     config_class = DiffusionPolicyConfig
 
@@ -89,8 +99,9 @@ class DiffusionPolicy(CheckpointedPolicyMixin, nn.Module):
         self._init_policy(config, obs_encoder)
         self.time_mlp = nn.Sequential(nn.Linear(config.time_embed_dim, config.time_embed_dim * 2), nn.Mish(),
                                       nn.Linear(config.time_embed_dim * 2, config.time_embed_dim))
-        self.eps_net = mlp(config.action_dim + config.time_embed_dim + obs_encoder.output_dim,
-                           config.hidden_dims, config.action_dim)
+        self.eps_net = MLPResNet(config.action_dim + config.time_embed_dim + obs_encoder.output_dim,
+                                 config.action_dim, config.hidden_dim, config.num_blocks, config.dropout,
+                                 config.layer_norm)
         betas = make_beta_schedule(config.beta_schedule, config.num_diffusion_steps)
         alphas = 1 - betas
         alpha_bar = torch.cumprod(alphas, 0)
@@ -124,9 +135,14 @@ class DiffusionPolicy(CheckpointedPolicyMixin, nn.Module):
     @torch.no_grad()
     def sample_actions(self, obs: Observation, num_samples: int, *,
                        generator: torch.Generator | None = None) -> CandidateActions:
-        """N reverse-diffusion samples per state: actions [B, N, A] in [−1, 1]; no log-probs."""
+        """N reverse-diffusion samples per state (eval mode): actions [B, N, A] in [−1, 1]; no log-probs."""
         check_num_samples(num_samples)
-        features = self.obs_encoder(obs)                                  # [B, F]
+        with self.sampling():
+            return self._reverse_diffusion(obs, num_samples, generator)
+
+    def _reverse_diffusion(self, obs: Observation, num_samples: int,
+                           generator: torch.Generator | None) -> CandidateActions:
+        features = self.encode(obs)                                  # [B, F]
         B, A = features.shape[0], self.action_dim
         features = features.repeat_interleave(num_samples, dim=0)         # [B·N, F]
         x = randn((B * num_samples, A), generator, features.device, features.dtype)
@@ -142,9 +158,9 @@ class DiffusionPolicy(CheckpointedPolicyMixin, nn.Module):
 
     def supervised_loss(self, obs: Observation, target_actions: torch.Tensor) -> PolicyLoss:
         """L = E_{k, ε} ‖ε − ε_θ(√ᾱ_k a + √(1−ᾱ_k) ε, k, φ(s))‖² for target_actions a [B, A]."""
-        features = self.obs_encoder(obs)
+        features = self.encode(obs)
         check_target_actions(target_actions, features.shape[0], self.action_dim)
-        a0 = target_actions.to(features.dtype)
+        a0 = target_actions.to(features.device, features.dtype)
         k = torch.randint(0, self.config.num_diffusion_steps, (a0.shape[0],), device=a0.device)
         eps = torch.randn_like(a0)
         noisy = self.sqrt_alpha_bar[k, None] * a0 + self.sqrt_one_minus_alpha_bar[k, None] * eps

@@ -15,33 +15,17 @@ for targets exactly on the bounds, which optimized actions often are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from vla_parl.errors import ConfigError
 from vla_parl.policy._common import (CheckpointedPolicyMixin, StateEncoder, check_num_samples, check_target_actions,
                                      mlp, randn)
 from vla_parl.policy.base import CandidateActions, Observation, PolicyLoss
+from vla_parl.policy.configuration import GaussianPolicyConfig
 
 __all__ = ["GaussianPolicyConfig", "GaussianPolicy"]
-
-
-@dataclass
-class GaussianPolicyConfig:
-    action_dim: int
-    hidden_dims: tuple[int, ...] = (256, 256)
-    log_std_min: float = -5.0
-    log_std_max: float = 1.0
-
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        if self.action_dim < 1:
-            raise ConfigError(f"action_dim must be >= 1, got {self.action_dim}")
-        if not self.log_std_min < self.log_std_max:
-            raise ConfigError(f"log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
 
 
 class GaussianPolicy(CheckpointedPolicyMixin, nn.Module):
@@ -61,14 +45,15 @@ class GaussianPolicy(CheckpointedPolicyMixin, nn.Module):
 
     def distribution_params(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
         """μ [B, A] in (−1, 1) and log σ [B, A]."""
-        raw_mean, raw_log_std = self.net(self.obs_encoder(obs)).chunk(2, dim=-1)
+        raw_mean, raw_log_std = self.net(self.encode(obs)).chunk(2, dim=-1)
         log_std = raw_log_std.clamp(self.config.log_std_min, self.config.log_std_max)
         return torch.tanh(raw_mean), log_std
 
     @torch.no_grad()
     def mean_action(self, obs: Observation) -> torch.Tensor:
-        """The deterministic action μ_θ(s) [B, A]."""
-        return self.distribution_params(obs)[0]
+        """The deterministic action μ_θ(s) [B, A] (eval mode)."""
+        with self.sampling():
+            return self.distribution_params(obs)[0]
 
     # ---- Policy protocol --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -76,7 +61,8 @@ class GaussianPolicy(CheckpointedPolicyMixin, nn.Module):
                        generator: torch.Generator | None = None) -> CandidateActions:
         """actions [B, N, A] = clip(μ + σ·z, −1, 1); log_probs [B, N] of the unclipped draw."""
         check_num_samples(num_samples)
-        mean, log_std = self.distribution_params(obs)
+        with self.sampling():
+            mean, log_std = self.distribution_params(obs)
         B, A = mean.shape
         z = randn((B, num_samples, A), generator, mean.device, mean.dtype)
         raw = mean[:, None] + log_std.exp()[:, None] * z
@@ -87,7 +73,7 @@ class GaussianPolicy(CheckpointedPolicyMixin, nn.Module):
         """Mean over the batch of −log N(a | μ_θ(s), σ_θ(s)²), summed over action dims."""
         mean, log_std = self.distribution_params(obs)
         check_target_actions(target_actions, mean.shape[0], self.action_dim)
-        a = target_actions.to(mean.dtype)
+        a = target_actions.to(mean.device, mean.dtype)
         nll = (0.5 * ((a - mean) / log_std.exp()).pow(2) + log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
         loss = nll.mean()
         return PolicyLoss(loss=loss, stats={"nll": float(loss.detach()),

@@ -20,11 +20,7 @@ import numpy as np
 
 from vla_parl.rollout.episodes import EvalResult
 
-__all__ = ["TabletopAdapter", "CalvinParlAdapter", "CALVIN_PARL_INSTRUCTION"]
-
-#: the instruction OpenVLA gets in PA-RL's CALVIN setting: the official sentences of the four subtasks
-CALVIN_PARL_INSTRUCTION = ("pull the handle to open the drawer, use the switch to turn on the light bulb, "
-                           "push the sliding door to the left side and press the button to turn on the led light")
+__all__ = ["TabletopAdapter", "CalvinParlAdapter"]
 
 
 class TabletopAdapter:
@@ -50,7 +46,8 @@ class TabletopAdapter:
         return {"image": obs["image"], "proprio": obs["proprio"], "state": tabletop_state(info),
                 "instruction": obs["instruction"]}
 
-    def reward(self, env_reward: float, terminated: bool, info: dict[str, Any]) -> float:
+    @staticmethod
+    def reward(env_reward: float, terminated: bool, info: dict[str, Any]) -> float:
         return float(env_reward) - 1.0          # env: 1 on success, else 0 → PA-RL: 0 / −1
 
     def metrics(self, result: EvalResult) -> dict[str, float]:
@@ -58,7 +55,7 @@ class TabletopAdapter:
 
 
 class CalvinParlAdapter:
-    """PA-RL's CALVIN setting (`vla_parl.envs.calvin_parl.CalvinParlEnv` on our CALVIN scene D).
+    """PA-RL's CALVIN setting (`vla_parl.envs.calvin.parl_env.CalvinParlEnv` on our CALVIN scene D).
 
     Args:
         assets: the CALVIN scene assets (a calvin_env checkout or its data/); None searches
@@ -67,22 +64,23 @@ class CalvinParlAdapter:
         image_size: the 200×200 static camera image is resized (area-averaged) to this size; it must match
             the offline data's images when both are mixed.
         max_steps: episode length (PA-RL: 360).
-        instruction: the instruction for the whole episode (default `CALVIN_PARL_INSTRUCTION`).
+        instruction: the instruction for the whole episode (default `vla_parl.envs.calvin.tasks.PARL_INSTRUCTION`).
     """
 
     max_parallel = 16            # one pybullet CALVIN scene holds ~100 MB
 
     def __init__(self, assets: str | os.PathLike | None = None, *, image_size: int = 200, max_steps: int = 360,
                  instruction: str | None = None) -> None:
-        from vla_parl.envs.calvin_assets import find_calvin_assets
+        from vla_parl.envs.calvin.assets import find_calvin_assets
+        from vla_parl.envs.calvin.tasks import PARL_INSTRUCTION
 
         find_calvin_assets(assets)
         self.assets, self.image_size, self.max_steps = assets, image_size, max_steps
-        self.instruction = instruction or CALVIN_PARL_INSTRUCTION
+        self.instruction = instruction or PARL_INSTRUCTION
         self.obs_shapes = {"image": (image_size, image_size, 3), "proprio": (15,)}
 
     def make_env(self) -> Any:
-        from vla_parl.envs.calvin_parl import CalvinParlEnv
+        from vla_parl.envs.calvin.parl_env import CalvinParlEnv
 
         return CalvinParlEnv(self.assets, max_steps=self.max_steps)
 
@@ -99,7 +97,7 @@ class CalvinParlAdapter:
 
     def metrics(self, result: EvalResult) -> dict[str, float]:
         """Mean return, episode length and subtasks completed per episode, and each subtask's completion rate."""
-        from vla_parl.envs.calvin_parl import PARL_TASKS
+        from vla_parl.envs.calvin.tasks import PARL_TASKS
 
         done = [set(info.get("completed", ())) for info in result.final_infos]
         out = {"collect_return": float(np.mean(result.returns)), "collect_length": float(np.mean(result.lengths)),

@@ -8,7 +8,14 @@
 `act(obs) -> actions` maps an `Observation` batch (images, instructions, proprio and, where the env has
 one, the privileged `state`) to *normalised* actions [B, A]; `unnormalize` turns them into the env's units.
 Episode i resets with seed `seed + i`, so every policy meets the same scenes; up to `chunk` environments
-step together and the policy is called once per step for all of those still running.
+step together and the policy is called once per step for all of those still running. `obs.extras["env"]`
+holds one `EnvView` per row (the episode's reset seed, the step index and the env's own observation and info):
+learned policies ignore it, a scripted expert reads the simulator through it (`vla_parl.rollout.ExpertActor`).
+
+**The episode format** (every collector returns it; `training.data.episodes_to_buffer` stores it): the
+observed keys (``image`` uint8 [T+1, H, W, 3], ``proprio`` float32 [T+1, P], optionally ``state`` float32
+[T+1, S]) including the observation after the last action, ``action`` float32 [T, A] as the actor chose
+it, ``reward`` float32 [T] in PA-RL's convention, ``terminal`` and ``success`` (bool) and ``instruction``.
 
 What differs between environments is behind an `EnvAdapter`: building the env, turning its observation
 (and info) into the policy's fields, and PA-RL's reward convention. This loop is what evaluation
@@ -21,11 +28,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["EnvAdapter", "EvalResult", "run_episodes", "wilson_interval"]
+__all__ = ["EnvAdapter", "EnvView", "EvalResult", "run_episodes", "wilson_interval"]
+
+
+class EnvView(NamedTuple):
+    """What one env shows a privileged actor at a step: the reset seed of its episode, the step index t (0 right
+    after the reset) and the env's own observation and info dict."""
+
+    seed: int
+    step: int
+    obs: Any
+    info: dict[str, Any]
 
 
 @runtime_checkable
@@ -112,7 +129,8 @@ def run_episodes(adapter: EnvAdapter, act: Callable[[Any], Any], *, episodes: in
     for first in range(0, episodes, chunk):
         ids = list(range(first, min(episodes, first + chunk)))
         envs = [adapter.make_env() for _ in ids]
-        seen = [adapter.observe(*env.reset(seed=seed + i)) for env, i in zip(envs, ids)]
+        views = [EnvView(seed + i, 0, *env.reset(seed=seed + i)) for env, i in zip(envs, ids)]
+        seen = [adapter.observe(view.obs, view.info) for view in views]
         infos: list[dict[str, Any]] = [{} for _ in ids]
         alive = list(range(len(ids)))
         done_success = [False] * len(ids)
@@ -126,12 +144,14 @@ def run_episodes(adapter: EnvAdapter, act: Callable[[Any], Any], *, episodes: in
                 images=torch.from_numpy(np.stack([s["image"] for s in rows])),
                 instructions=[s["instruction"] for s in rows],
                 proprio=torch.from_numpy(np.stack([s["proprio"] for s in rows]).astype(np.float32)),
-                state=torch.from_numpy(np.stack([s["state"] for s in rows])) if "state" in rows[0] else None)
+                state=torch.from_numpy(np.stack([s["state"] for s in rows])) if "state" in rows[0] else None,
+                extras={"env": [views[j] for j in alive]})
             normalised = np.asarray(act(batch), np.float32)
             actions = unnormalize(normalised)
             still = []
             for row, j in enumerate(alive):
                 obs, env_reward, terminated, truncated, infos[j] = envs[j].step(np.asarray(actions[row], np.float32))
+                views[j] = EnvView(views[j].seed, views[j].step + 1, obs, infos[j])
                 seen[j] = adapter.observe(obs, infos[j])
                 rewards[j].append(adapter.reward(env_reward, terminated, infos[j]))
                 if trajs:

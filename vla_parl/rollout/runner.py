@@ -9,12 +9,13 @@ then `env.step` runs all N simulators at the same time (in N worker processes wi
 So the policy batches over environments (GPU/CPU efficiency) while the physics runs in parallel; the
 policy call and the physics still alternate, so steps/s ≈ N / (t_policy(N) + max_i t_env_i).
 
-Episodes come back in the format of `vla_parl.envs.collect_episodes` (image, proprio, action, reward,
-is_first / is_last / is_terminal, final_image, final_proprio, instruction, success), ready for the replay
-buffer. Environments auto-reset (gymnasium NEXT_STEP mode): the step after an episode ends only resets
-that environment, and the loop asks no action for it. Episodes are returned in the order they finish;
-with a fixed `num_episodes`, episodes still running at the end are dropped (short episodes finish first,
-so for unbiased statistics collect a multiple of N episodes per round or use all of `num_steps`).
+Episodes come back in the one episode format of `vla_parl.rollout.run_episodes` (image and proprio [T+1] with
+the observation after the last action, action [T] as the source chose it, reward [T] in PA-RL's convention:
+−1 per step, 0 on the successful last one, terminal, success, instruction), ready for the replay buffer.
+Environments auto-reset (gymnasium NEXT_STEP mode): the step after an episode ends only resets that environment,
+and the loop asks no action for it. Episodes are returned in the order they finish; with a fixed `num_episodes`,
+episodes still running at the end are dropped (short episodes finish first, so for unbiased statistics collect a
+multiple of N episodes per round or use all of `num_steps`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_parl.rollout.adapters import TabletopAdapter
 from vla_parl.rollout.sources import ActionSource, as_action_source
 
 __all__ = ["ParallelRollout", "RolloutStats", "make_rollout_env"]
@@ -139,19 +141,12 @@ class ParallelRollout:
 
 
 def _episode(track: _Track, final_obs: dict[str, Any], i: int, terminated: bool, success: bool) -> dict[str, Any]:
-    steps = len(track.actions)
-    is_last = np.zeros(steps, dtype=bool)
-    is_last[-1] = True
     return {
-        "image": np.stack(track.images).astype(np.uint8),
-        "proprio": np.stack(track.proprios).astype(np.float32),
+        "image": np.stack(track.images + [final_obs["image"][i]]).astype(np.uint8),
+        "proprio": np.stack(track.proprios + [final_obs["proprio"][i]]).astype(np.float32),
         "action": np.stack(track.actions).astype(np.float32),
-        "reward": np.asarray(track.rewards, dtype=np.float32),
-        "is_first": np.arange(steps) == 0,
-        "is_last": is_last,
-        "is_terminal": is_last & terminated,
-        "final_image": np.asarray(final_obs["image"][i]),
-        "final_proprio": np.asarray(final_obs["proprio"][i]),
-        "instruction": str(final_obs["instruction"][i]),
+        "reward": np.asarray([TabletopAdapter.reward(r, False, {}) for r in track.rewards], dtype=np.float32),
+        "terminal": terminated,
         "success": success,
+        "instruction": str(final_obs["instruction"][i]),
     }

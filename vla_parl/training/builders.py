@@ -1,21 +1,27 @@
 """What several recipes build the same way: the policy model, the critic, the accelerator.
 
 All take the typed config sections of `vla_parl.recipes._configs` (flat arguments, no magic).
+
+Policy classes (`policy.type`): an OpenVLA is built by `build_model` (and acted with through `OpenVLAPolicy`);
+a diffusion or Gaussian policy by `build_bc_policy` (its observation encoder is the critic's
+`ObservationEncoder`: a from-scratch ResNet-18 on the image, proprio, optionally hashed instruction words).
+The critic and parl recipes start from `policy=DIR`: `load_start_policy` reads which class a directory holds.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from vla_parl.errors import ConfigError
 
-__all__ = ["make_accelerator", "build_model", "build_critic", "rng_state", "set_rng_state",
-           "trim_metrics", "resume_and_open_logger"]
+__all__ = ["make_accelerator", "build_model", "build_critic", "build_bc_policy", "load_start_policy", "as_policy",
+           "instruction_tokenizer", "is_openvla", "trim_metrics", "resume_and_open_logger", "HASHED_VOCAB"]
+
+HASHED_VOCAB = 4096   # hashing-tokenizer buckets of the instruction, for policies without a tokenizer of their own
+_BC_CLASSES = ("DiffusionPolicy", "GaussianPolicy")
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -71,34 +77,77 @@ def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | No
     return built
 
 
-def build_critic(section: Any, tokenizer: Any, *, action_dim: int, proprio_dim: int, state_dim: int) -> Any:
-    """A `QCritic` from a `CriticSection` (or loaded from `section.checkpoint`)."""
+def build_bc_policy(policy: Any, *, action_dim: int, proprio_dim: int, norm_stats: dict[str, Any],
+                    unnorm_key: str) -> Any:
+    """A new `DiffusionPolicy` / `GaussianPolicy` from the `policy:` section (`vla_parl.policy.PolicyConfig`):
+    the encoder reads the image (always), proprio when `policy.proprio` and the data has it (`proprio_dim`),
+    the instruction when `policy.instruction`; `norm_stats[unnorm_key]` are saved with it."""
+    from dataclasses import replace
+
+    from vla_parl.critic.encoders import ObservationEncoder
+    from vla_parl.policy import DiffusionPolicy, GaussianPolicy
+
+    encoder = ObservationEncoder(image_size=policy.image_size, image_feature_dim=policy.image_feature_dim,
+                                 shift_pad=policy.shift_pad, vocab_size=HASHED_VOCAB if policy.instruction else 0,
+                                 instruction_dim=policy.instruction_dim,
+                                 proprio_dim=proprio_dim if policy.proprio else 0)
+    cls, config = (DiffusionPolicy, policy.diffusion) if policy.type == "diffusion" else (GaussianPolicy, policy.gaussian)
+    if config.action_dim and config.action_dim != action_dim:
+        raise ConfigError(f"policy.{policy.type}.action_dim={config.action_dim}, but the data's actions have "
+                          f"{action_dim} dims: leave it at 0 (filled in from the data)")
+    built = cls(replace(config, action_dim=action_dim), encoder)
+    built.norm_stats, built.unnorm_key = norm_stats, unnorm_key
+    return built
+
+
+def is_openvla(model: Any) -> bool:
+    """Whether a start policy is an OpenVLA model (else a diffusion/Gaussian `Policy` module)."""
+    return type(model).__name__ not in _BC_CLASSES
+
+
+def load_start_policy(model: Any, source: str, *, device: Any = "cpu") -> Any:
+    """What the critic and parl recipes start from: the diffusion/Gaussian policy saved in directory `source`
+    (its class read from the checkpoint), else the OpenVLA `build_model(model, source=source)` builds."""
+    from vla_parl.policy._common import checkpoint_kind
+
+    kind = checkpoint_kind(source) if source else None
+    if kind in _BC_CLASSES:
+        from vla_parl import policy as policies
+
+        return getattr(policies, kind).load(source, map_location=device)
+    return build_model(model, source=source, device=device)
+
+
+def as_policy(model: Any, unnorm_key: str) -> Any:
+    """The `Policy` PA-RL sees: `OpenVLAPolicy` around an OpenVLA; a diffusion/Gaussian policy is one already."""
+    if not is_openvla(model):
+        return model
+    from vla_parl.policy.openvla import OpenVLAPolicy
+
+    return OpenVLAPolicy(model, unnorm_key=unnorm_key)
+
+
+def instruction_tokenizer(model: Any) -> Any:
+    """The tokenizer a new critic embeds instructions with: the VLA's; None (hashed words) for other classes."""
+    return model.processor.tokenizer if is_openvla(model) else None
+
+
+def build_critic(config: Any, tokenizer: Any, *, action_dim: int, proprio_dim: int, state_dim: int) -> Any:
+    """A `QCritic` from a `vla_parl.critic.CriticConfig` (the recipes' `critic:` section), or loaded from its
+    `checkpoint`; a new one gets its shapes from the policy (`action_dim`), its tokenizer and the data.
+    `tokenizer` None: the critic hashes the instruction's words into `HASHED_VOCAB` buckets (its own, saved)."""
     from vla_parl.critic import QCritic
-    from vla_parl.critic.critic import CriticConfig
 
     def tokenize(texts: list[str]) -> list[list[int]]:
         return tokenizer.encode_batch(texts)
 
-    if section.checkpoint:
-        return QCritic.load(section.checkpoint, tokenize=tokenize if section.instruction else None)
-    if not (section.image_size or section.instruction or section.proprio or section.privileged_state):
-        raise ConfigError("the critic reads nothing: enable one of critic.image_size, critic.instruction, "
-                          "critic.proprio, critic.privileged_state")
-    config = CriticConfig(action_dim=action_dim, hidden_dims=tuple(section.hidden_dims),
-                          num_q_heads=section.num_q_heads, image_size=section.image_size,
-                          image_feature_dim=section.image_feature_dim,
-                          vocab_size=tokenizer.vocab_size if section.instruction else 0,
-                          instruction_dim=section.instruction_dim, proprio_dim=proprio_dim if section.proprio else 0,
-                          state_dim=state_dim if section.privileged_state else 0)
-    return QCritic(config, tokenize=tokenize if section.instruction else None)
-
-
-def rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return json.loads(json.dumps(rng.bit_generator.state))
-
-
-def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
-    rng.bit_generator.state = state
+    custom = config.instruction and tokenizer is not None
+    if config.checkpoint:
+        return QCritic.load(config.checkpoint, tokenize=tokenize if custom else None)
+    config = config.with_shapes(action_dim=action_dim,
+                                vocab_size=tokenizer.vocab_size if tokenizer is not None else HASHED_VOCAB,
+                                proprio_dim=proprio_dim, state_dim=state_dim)
+    return QCritic(config, tokenize=tokenize if custom else None)
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:

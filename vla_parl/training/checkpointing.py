@@ -32,7 +32,8 @@ from vla_parl.errors import CheckpointError
 from vla_parl.utils.manifest import verify_manifest, write_manifest
 from vla_parl.utils.files import fsync_dir
 
-__all__ = ["CheckpointManager", "capture_rng_state", "restore_rng_state", "METRICS_RECORDS"]
+__all__ = ["CheckpointManager", "capture_rng_state", "restore_rng_state", "rng_state", "set_rng_state",
+           "METRICS_RECORDS"]
 
 METRICS_RECORDS = "metrics_records"     # trainer_state key: metric records written when the checkpoint was taken
 _STEP_DIR = re.compile(r"step_(\d+)")
@@ -51,6 +52,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A recipe's own sampler generator as JSON-ready data (for `trainer_state.json`)."""
+    return json.loads(json.dumps(rng.bit_generator.state))
+
+
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    """Put a generator back in the state `rng_state` returned."""
+    rng.bit_generator.state = state
 
 
 class CheckpointManager:

@@ -11,57 +11,22 @@ plus the observation after the last step when known) written once into a disk-ba
 (`<run>/data/offline`), which the recipes sample with a seeded `numpy.random.Generator`.
 Batches become `Observation`s / `TransitionBatch`es with `batch_to_transitions`.
 
-The tabletop source also records ``state`` (float [T, 6]: the target block's xyz and its offset from the
-gripper) for an *asymmetric* critic; the policy never sees it.
+The tabletop demonstrations are the scripted expert's episodes through `vla_parl.rollout.run_episodes`
+(`vla_parl.rollout.experts.expert_episodes`); they also record ``state`` (float [T+1, 6]: the target block's xyz
+and its offset from the gripper) for an *asymmetric* critic; the policy never sees it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["collect_tabletop", "load_episodes", "episodes_to_buffer", "open_offline_buffer",
+__all__ = ["load_episodes", "episodes_to_buffer", "open_offline_buffer",
            "open_offline_data", "dataset_statistics", "batch_to_observation", "batch_to_transitions",
            "episode_statistics"]
-
-
-def collect_tabletop(task: str, num_episodes: int, seed: int, *, noise: float, image_size: int,
-                     max_episode_steps: int, targets: Any = None, speed: tuple[float, float] = (1.0, 1.0),
-                     progress: bool = False) -> list[dict[str, Any]]:
-    """Scripted noisy-expert episodes (reset seeds seed..seed+n−1) with privileged state."""
-    from vla_parl.envs import make_env, make_expert, tabletop_state
-
-    env = make_env(task, image_size=image_size, max_episode_steps=max_episode_steps, targets=targets)
-    expert = make_expert(task, noise=noise, speed=speed)
-    episodes = []
-    iterator: Iterable[int] = range(num_episodes)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc="demos", leave=False)
-    for i in iterator:
-        obs, info = env.reset(seed=seed + i)
-        expert.reset(seed + i)
-        images, proprio, state, actions, success = [obs["image"]], [obs["proprio"]], [tabletop_state(info)], [], []
-        done = False
-        while not done:
-            action = np.asarray(expert.act(obs, info), np.float32)
-            obs, reward, terminated, truncated, info = env.step(action)
-            actions.append(action)
-            success.append(bool(terminated))
-            images.append(obs["image"])
-            proprio.append(obs["proprio"])
-            state.append(tabletop_state(info))
-            done = terminated or truncated
-        episodes.append({"image": np.stack(images), "proprio": np.stack(proprio).astype(np.float32),
-                         "state": np.stack(state), "action": np.stack(actions),
-                         "reward": np.asarray(success, np.float32) - 1.0, "terminal": bool(success[-1]),
-                         "instruction": obs["instruction"], "success": bool(success[-1])})
-    env.close()
-    return episodes
 
 
 def _standard_to_episode(traj: dict[str, Any], reward_kind: str = "sparse") -> dict[str, Any]:
@@ -82,9 +47,11 @@ def load_episodes(data: Any, *, progress: bool = False) -> list[dict[str, Any]]:
     """Episodes of a `DataSection` as a list (tabletop: collected now; a dataset on disk: read from data.path,
     at most data.max_episodes — the recipes stream those instead, see `open_offline_data`)."""
     if data.kind == "tabletop":
-        return collect_tabletop(data.task, data.num_episodes, data.seed, noise=data.expert_noise,
-                                image_size=data.env_image_size, max_episode_steps=data.max_episode_steps,
-                                targets=data.targets, speed=tuple(data.expert_speed), progress=progress)
+        from vla_parl.rollout.experts import expert_episodes
+
+        return expert_episodes(data.task, data.num_episodes, data.seed, noise=data.expert_noise,
+                               image_size=data.env_image_size, max_episode_steps=data.max_episode_steps,
+                               targets=data.targets, speed=tuple(data.expert_speed), progress=progress)
     from vla_parl.data.sources import OfflineSource
 
     return [_standard_to_episode(traj, data.reward) for traj in OfflineSource(data).trajectories()]
@@ -102,7 +69,8 @@ def episode_statistics(episodes: list[dict[str, Any]], name: str) -> dict[str, A
 
 
 def episodes_to_buffer(episodes: list[dict[str, Any]], buffer: Any, normalize: Any, gamma: float) -> None:
-    """Append episodes to a `ReplayBuffer` with normalised actions and Monte-Carlo returns (Cal-QL)."""
+    """Append episodes to a `ReplayBuffer` with normalised actions and Monte-Carlo returns (Cal-QL); an
+    episode's "info" dict (e.g. a robot episode's server id) is kept in the buffer's episode info."""
     from vla_parl.data import mc_returns
     from vla_parl.data.transition_store import episode_obs
 
@@ -110,7 +78,7 @@ def episodes_to_buffer(episodes: list[dict[str, Any]], buffer: Any, normalize: A
         buffer.add_episode(episode_obs(ep), normalize(ep["action"]).astype(np.float32), ep["reward"],
                            terminal=ep["terminal"], instruction=ep["instruction"],
                            mc_return=mc_returns(ep["reward"], gamma, terminal=ep["terminal"]),
-                           info={"success": bool(ep.get("success", False))})
+                           info={"success": bool(ep.get("success", False)), **ep.get("info", {})})
 
 
 def open_offline_buffer(root: Path, episodes_fn: Any, normalize: Any, gamma: float, readonly: bool = False) -> Any:

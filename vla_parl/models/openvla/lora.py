@@ -28,42 +28,23 @@ files of this toolkit (keys without the prefix).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from vla_parl.errors import CheckpointError
+from vla_parl.errors import CheckpointError, ConfigError
+from vla_parl.models.openvla.configuration_lora import LORA_TARGETS, LoraSettings
 
 __all__ = ["LoraSettings", "LORA_TARGETS", "lora_target_modules", "apply_lora", "save_lora_adapter",
            "load_lora_adapter", "merge_lora", "has_lora", "ADAPTER_NAME", "PEFT_KEY_PREFIX"]
 
 ADAPTER_NAME = "default"
 PEFT_KEY_PREFIX = "base_model.model."  # peft's PeftModel → LoraModel → our model
-LORA_TARGETS = ("linear", "official")
 _ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _ADAPTER_CONFIG = "adapter_config.json"
 _SETTINGS_METADATA = "vla_parl.lora_settings"  # our LoraSettings, in the safetensors header (peft ignores it)
-
-
-@dataclass
-class LoraSettings:
-    r: int = 32
-    alpha: int = 16
-    dropout: float = 0.0
-    init: str = "gaussian"  # peft's init_lora_weights: "gaussian" (official) or "default" (Kaiming)
-    include_vision: bool = True  # also adapt the vision backbone and projector (false: the LLM only)
-    target: str = "linear"  # "linear" (all linear layers but the LM head) | "official" (finetune.py's set)
-
-    def __post_init__(self) -> None:
-        if self.r <= 0 or self.alpha <= 0:
-            raise ValueError(f"LoRA rank and alpha must be positive, got r={self.r}, alpha={self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
-        if self.target not in LORA_TARGETS:
-            raise ValueError(f"LoRA target {self.target!r} is not one of {LORA_TARGETS} (see vla_parl.models."
-                             "openvla.lora: 'official' is OpenVLA finetune.py's set, 'linear' leaves out the LM head)")
 
 
 def lora_target_modules(model: nn.Module, include_vision: bool = True, target: str = "linear") -> list[str]:
@@ -107,6 +88,9 @@ def _inject(model: nn.Module, settings: LoraSettings, target_modules: list[str])
 def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Module:
     """Inject LoRA adapters in place; freeze everything else. Returns the same model object."""
     settings = settings or LoraSettings()
+    if not settings.enabled:
+        raise ConfigError("LoraSettings(enabled=False) asks for no adapters: fine-tune the model itself instead "
+                          "of calling apply_lora (recipes: lora.enabled=false does exactly that)")
     return _inject(model, settings, lora_target_modules(model, settings.include_vision, settings.target))
 
 

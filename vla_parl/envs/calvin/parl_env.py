@@ -19,11 +19,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from vla_parl.envs.calvin_scene import CalvinSceneEnv
+from vla_parl.envs.calvin.scene import CalvinSceneEnv
+from vla_parl.envs.calvin.tasks import PARL_TASKS
 
-__all__ = ["PARL_TASKS", "CalvinParlEnv"]
-
-PARL_TASKS = ("open_drawer", "turn_on_lightbulb", "move_slider_left", "turn_on_led")
+__all__ = ["CalvinParlEnv"]
 
 
 class CalvinParlEnv(gym.Env):

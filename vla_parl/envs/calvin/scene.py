@@ -21,7 +21,8 @@ so that for the same `reset(robot_obs, scene_obs)` and the same actions it gives
   link state PyBullet cached at the last step; `scene_obs` [24];
 - `reset(robot_obs=None, scene_obs=None)`: scene, then robot (fingers held at the reset width), then one
   physics step; `step(action) -> (obs, 0, False, info)` (gym 4-tuple); `get_obs()`, `get_info()` (calvin's
-  structure, PyBullet contact tuples) and `completed_tasks(start_info, end_info, tasks)` (`calvin_oracle`).
+  structure, PyBullet contact tuples) and `completed_tasks(start_info, end_info, tasks)`
+  (`vla_parl.envs.calvin.oracle`).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from vla_parl.envs._pybullet import quiet_stdout
-from vla_parl.envs.calvin_assets import CalvinAssets, find_calvin_assets
-from vla_parl.envs.calvin_oracle import DEFAULT_TASK_SPECS, CalvinTaskOracle
+from vla_parl.envs.calvin.assets import CalvinAssets, find_calvin_assets
+from vla_parl.envs.calvin.oracle import CalvinTaskOracle
+from vla_parl.envs.calvin.tasks import TASK_SPECS
 from vla_parl.errors import ConfigError
 
 __all__ = ["CalvinSceneEnv", "ROBOT_OBS_LAYOUT", "SCENE_OBS_LAYOUT", "ENV_VERSIONS", "DEFAULT_ENV_VERSION",
@@ -119,7 +121,7 @@ class CalvinSceneEnv:
         renderer: "tiny" (CPU TinyRenderer, as calvin_env without EGL; the default) or "opengl".
         env_version: which calvin_env behaviour to reproduce (`ENV_VERSIONS`; default `DEFAULT_ENV_VERSION`).
         push_into_drawer: the oracle's push_into_drawer rule, "official" (default) or "strict"
-            (see `vla_parl.envs.calvin_oracle`).
+            (see `vla_parl.envs.calvin.oracle`).
     """
 
     def __init__(self, data_path: str | os.PathLike | None = None, *, cameras: Sequence[str] = ("static",),
@@ -186,7 +188,7 @@ class CalvinSceneEnv:
 
     def _load_oracle(self, push_into_drawer: str) -> CalvinTaskOracle:
         specs = self.assets.yaml("tasks", "new_playtable_tasks.yaml")
-        return CalvinTaskOracle(specs["tasks"] if specs else DEFAULT_TASK_SPECS, push_into_drawer=push_into_drawer)
+        return CalvinTaskOracle(specs["tasks"] if specs else TASK_SPECS, push_into_drawer=push_into_drawer)
 
     def _build(self) -> None:
         p, cid = self.p, self.cid

@@ -1,6 +1,6 @@
 """Adapter around the official CALVIN simulator (`calvin_env.envs.play_table_env.PlayTableSimEnv`).
 
-Gives it the contract our `CalvinSceneEnv` has (see `vla_parl.eval.calvin.CalvinEnv`), so the same
+Gives it the contract our `CalvinSceneEnv` has (see `vla_parl.envs.calvin.protocol.CalvinEnv`), so the same
 evaluation code runs on either: `reset(robot_obs, scene_obs)`, `get_obs()`, `step(action)` (the env's
 gym 4-tuple is passed through; a gymnasium 5-tuple is folded to 4), `get_info()`, and
 `completed_tasks(start_info, end_info, tasks)` backed by the official `Tasks` oracle built from
@@ -29,7 +29,7 @@ __all__ = ["OfficialCalvinEnv", "INSTALL_HINT", "import_calvin_env", "official_c
 INSTALL_HINT = ("The official CALVIN simulator needs the 'calvin_env' package, which is not installed. "
                 "Install it from a git checkout: git clone --recursive https://github.com/mees/calvin_env "
                 "&& pip install -e calvin_env (it also needs hydra-core, hydra-colorlog, gitpython, gym, "
-                "numpy-quaternion, opencv-python, scipy); or use vla_parl.envs.calvin_scene.CalvinSceneEnv, "
+                "numpy-quaternion, opencv-python, scipy); or use vla_parl.envs.calvin.scene.CalvinSceneEnv, "
                 "which needs only pybullet.")
 
 

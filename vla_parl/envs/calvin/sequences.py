@@ -1,10 +1,11 @@
-"""CALVIN's symbolic long-horizon task rules and the official evaluation-sequence generator.
+"""CALVIN's official evaluation sequences and the initial conditions they start from.
 
 The evaluation draws 1000 chains of 5 instructions. Each chain starts in one of 192 symbolic initial
-states and must be *feasible*: every task's precondition holds in the state left by the previous
-tasks. This module reproduces the official generator bit for bit (numpy's legacy global generator,
-`np.random.seed(i)` per initial state, a final shuffle under seed 0), and the construction of the
-simulator's `robot_obs` / `scene_obs` from a symbolic state (FNV-1 seeding, slot shuffle, yaw draws).
+states and must be *feasible*: every task's precondition (`vla_parl.envs.calvin.tasks.TASK_RULES`) holds in
+the state left by the previous tasks. This module reproduces the official generator bit for bit (numpy's
+legacy global generator, `np.random.seed(i)` per initial state, a final shuffle under seed 0), and the
+construction of the simulator's `robot_obs` / `scene_obs` from a symbolic state (FNV-1 seeding, slot
+shuffle, yaw draws).
 
 Pure numpy: no simulator is needed to list the sequences.
 """
@@ -21,141 +22,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from vla_parl.envs.calvin.tasks import BLOCKS, STATE_VALUES, TASK_CATEGORIES, TASK_NAMES, TASK_RULES
+
 __all__ = [
-    "BLOCKS", "STATE_VALUES", "TASK_NAMES", "TASK_CATEGORIES", "TASK_RULES", "INSTRUCTIONS",
     "ROBOT_OBS", "initial_states", "valid_next_states", "is_feasible", "get_sequences",
     "fnv1_32", "initial_condition_seed", "get_env_state_for_initial_condition",
 ]
-
-BLOCKS = ("red", "blue", "pink")
-_DIRS = ("right", "left")
-_COMPARTMENTS = ("slider_right", "slider_left")
-
-#: Symbolic state keys and their values, in the official key and value order.
-STATE_VALUES: dict[str, list[Any]] = {
-    "led": [0, 1],
-    "lightbulb": [0, 1],
-    "slider": ["right", "left"],
-    "drawer": ["closed", "open"],
-    "red_block": ["table", "slider_right", "slider_left"],
-    "blue_block": ["table", "slider_right", "slider_left"],
-    "pink_block": ["table", "slider_right", "slider_left"],
-    "grasped": [0],
-}
-
-Rule = dict[str, dict[str, Any]]  # {"condition": {...}, "effect": {...}}
-
-
-def _rule(condition: dict[str, Any], effect: dict[str, Any] | None = None) -> Rule:
-    return {"condition": condition, "effect": effect or {}}
-
-
-def _build_rules() -> dict[str, list[Rule]]:
-    """The 34 tasks in rules-dict order, each a list of (condition, effect) variants."""
-    rules: dict[str, list[Rule]] = {}
-    for kind in ("rotate", "push"):
-        for c in BLOCKS:
-            for d in _DIRS:
-                rules[f"{kind}_{c}_block_{d}"] = [_rule({f"{c}_block": "table", "grasped": 0})]
-    rules["move_slider_left"] = [_rule({"slider": "right", "grasped": 0}, {"slider": "left"})]
-    rules["move_slider_right"] = [_rule({"slider": "left", "grasped": 0}, {"slider": "right"})]
-    rules["open_drawer"] = [_rule({"drawer": "closed", "grasped": 0}, {"drawer": "open"})]
-    rules["close_drawer"] = [_rule({"drawer": "open", "grasped": 0}, {"drawer": "closed"})]
-    for c in BLOCKS:
-        b, grab = f"{c}_block", {f"{c}_block": "grasped", "grasped": 1}
-        rules[f"lift_{c}_block_table"] = [_rule({b: "table", "grasped": 0}, grab)]
-        rules[f"lift_{c}_block_slider"] = [
-            _rule({b: "slider_left", "slider": "right", "grasped": 0}, grab),
-            _rule({b: "slider_right", "slider": "left", "grasped": 0}, grab),
-        ]
-        rules[f"lift_{c}_block_drawer"] = [_rule({b: "drawer", "drawer": "open", "grasped": 0}, grab)]
-    rules["place_in_slider"] = [
-        _rule({f"{c}_block": "grasped", "slider": p, "grasped": 1}, {f"{c}_block": f"slider_{p}", "grasped": 0})
-        for c in BLOCKS for p in _DIRS
-    ]
-    rules["place_in_drawer"] = [
-        _rule({f"{c}_block": "grasped", "drawer": "open", "grasped": 1}, {f"{c}_block": "drawer", "grasped": 0})
-        for c in BLOCKS
-    ]
-    pairs = [(x, y) for x in BLOCKS for y in BLOCKS if x != y]
-    rules["stack_block"] = [
-        _rule({f"{x}_block": "grasped", f"{y}_block": "table", "grasped": 1},
-              {f"{x}_block": "stacked_top", f"{y}_block": "stacked_bottom", "grasped": 0})
-        for x, y in pairs
-    ]
-    rules["unstack_block"] = [
-        _rule({f"{x}_block": "stacked_top", f"{y}_block": "stacked_bottom", "grasped": 0},
-              {f"{x}_block": "table", f"{y}_block": "table"})
-        for x, y in pairs
-    ]
-    for light in ("lightbulb", "led"):
-        rules[f"turn_on_{light}"] = [_rule({light: 0, "grasped": 0}, {light: 1})]
-        rules[f"turn_off_{light}"] = [_rule({light: 1, "grasped": 0}, {light: 0})]
-    # the official dict order puts the lightbulb before the led, which the loop above already does
-    rules["push_into_drawer"] = [
-        _rule({f"{c}_block": "table", **{f"{o}_block": list(_COMPARTMENTS) for o in BLOCKS if o != c},
-               "drawer": "open", "grasped": 0},
-              {f"{c}_block": "drawer", "grasped": 0})
-        for c in BLOCKS
-    ]
-    return rules
-
-
-#: task name -> list of {"condition", "effect"} variants, in the official rules-dict order.
-TASK_RULES: dict[str, list[Rule]] = _build_rules()
-#: The 34 task names in rules-dict order (the population `np.random.choice` samples from).
-TASK_NAMES: tuple[str, ...] = tuple(TASK_RULES)
-
-
-def _category(task: str) -> int:
-    if task.startswith(("rotate_", "push_")) and task != "push_into_drawer":
-        return 1
-    if task.startswith("move_slider"):
-        return 2
-    if task.endswith("_drawer") and task in ("open_drawer", "close_drawer"):
-        return 3
-    for suffix, cat in (("_table", 4), ("_slider", 5), ("_drawer", 6)):
-        if task.startswith("lift_") and task.endswith(suffix):
-            return cat
-    if task.startswith("place_in_"):
-        return 7
-    if task.startswith("turn_"):
-        return 8
-    return {"push_into_drawer": 9, "stack_block": 10, "unstack_block": 11}[task]
-
-
-#: task name -> category 1..11; a feasible chain never repeats a category.
-TASK_CATEGORIES: dict[str, int] = {t: _category(t) for t in TASK_NAMES}
-
-
-def _load_instructions() -> dict[str, str]:
-    """The 34 evaluation instructions (conf/annotations/new_playtable_validation.yaml, first entry)."""
-    out: dict[str, str] = {}
-    for c in BLOCKS:
-        for d in _DIRS:
-            out[f"rotate_{c}_block_{d}"] = f"take the {c} block and rotate it to the {d}"
-            out[f"push_{c}_block_{d}"] = f"go push the {c} block {d}"
-    for d in _DIRS:
-        out[f"move_slider_{d}"] = f"push the sliding door to the {d} side"
-    out["open_drawer"] = "pull the handle to open the drawer"
-    out["close_drawer"] = "push the handle to close the drawer"
-    for c in BLOCKS:
-        out[f"lift_{c}_block_table"] = f"grasp and lift the {c} block"
-        out[f"lift_{c}_block_slider"] = f"lift the {c} block from the sliding cabinet"
-        out[f"lift_{c}_block_drawer"] = f"Take the {c} block from the drawer"
-    out["place_in_slider"] = "store the grasped block in the sliding cabinet"
-    out["place_in_drawer"] = "store the grasped block in the drawer"
-    out["push_into_drawer"] = "slide the block that it falls into the drawer"
-    out["stack_block"] = "stack the grasped block"
-    out["unstack_block"] = "remove the stacked block"
-    for on in ("on", "off"):
-        out[f"turn_{on}_lightbulb"] = f"use the switch to turn {on} the light bulb"
-        out[f"turn_{on}_led"] = f"press the button to turn {on} the led light"
-    return {t: out[t] for t in TASK_NAMES}
-
-
-#: task name -> the instruction string the evaluation gives the policy.
-INSTRUCTIONS: dict[str, str] = _load_instructions()
 
 #: The fixed robot_obs every evaluation chain starts from.
 ROBOT_OBS = np.array([0.02586889, -0.2313129, 0.5712808, 3.09045411, -0.02908596, 1.50013585, 0.07999963,

@@ -6,8 +6,8 @@ holds between the subtask start and the current step — what the official
 structure (contacts are PyBullet tuples: `c[2]` other body, `c[4]` other link), so it works on the
 official env's infos and on ours alike. Pure numpy.
 
-Rules come from `conf/tasks/new_playtable_tasks.yaml` (`task: [rule, *args]`); `DEFAULT_TASK_SPECS`
-is the same table in code, used when the YAML is not at hand.
+Rules come from `conf/tasks/new_playtable_tasks.yaml` (`task: [rule, *args]`);
+`vla_parl.envs.calvin.tasks.TASK_SPECS` is the same table in code, used when the YAML is not at hand.
 
 `push_into_drawer` has two variants (`PUSH_INTO_DRAWER_RULES`): "official" (the default) is what
 calvin_env computes and what published numbers follow — its check that the robot touches the block
@@ -23,46 +23,15 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["DEFAULT_TASK_SPECS", "PUSH_INTO_DRAWER_RULES", "CalvinTaskOracle", "quat_to_euler_xyz"]
+from vla_parl.envs.calvin.tasks import TASK_SPECS
+
+__all__ = ["PUSH_INTO_DRAWER_RULES", "CalvinTaskOracle", "quat_to_euler_xyz"]
 
 #: "official": robot contact never checked (calvin_env's behaviour); "strict": the robot may touch the
 #: block neither at the start nor at the end.
 PUSH_INTO_DRAWER_RULES = ("official", "strict")
 
 Info = dict[str, Any]
-
-
-def _default_specs() -> dict[str, list[Any]]:
-    specs: dict[str, list[Any]] = {}
-    blocks = ("red", "blue", "pink")
-    for c in blocks:
-        specs[f"rotate_{c}_block_right"] = ["rotate_object", f"block_{c}", -60]
-        specs[f"rotate_{c}_block_left"] = ["rotate_object", f"block_{c}", 60]
-    for c in blocks:
-        specs[f"push_{c}_block_right"] = ["push_object", f"block_{c}", 0.1, 0]
-        specs[f"push_{c}_block_left"] = ["push_object", f"block_{c}", -0.1, 0]
-    specs["move_slider_left"] = ["move_door_rel", "base__slide", 0.15]
-    specs["move_slider_right"] = ["move_door_rel", "base__slide", -0.15]
-    specs["open_drawer"] = ["move_door_rel", "base__drawer", 0.12]
-    specs["close_drawer"] = ["move_door_rel", "base__drawer", -0.12]
-    for c in blocks:
-        specs[f"lift_{c}_block_table"] = ["lift_object", f"block_{c}", 0.05, "table", "base_link"]
-        specs[f"lift_{c}_block_slider"] = ["lift_object", f"block_{c}", 0.03, "table", "plank_link"]
-        specs[f"lift_{c}_block_drawer"] = ["lift_object", f"block_{c}", 0.05, "table", "drawer_link"]
-    specs["place_in_slider"] = ["place_object", "table", "plank_link"]
-    specs["place_in_drawer"] = ["place_object", "table", "drawer_link"]
-    specs["stack_block"] = ["stack_objects"]
-    specs["unstack_block"] = ["unstack_objects"]
-    for light in ("lightbulb", "led"):
-        specs[f"turn_on_{light}"] = ["toggle_light", light, 0, 1]
-        specs[f"turn_off_{light}"] = ["toggle_light", light, 1, 0]
-    specs["push_into_drawer"] = ["push_object_into", [f"block_{c}" for c in blocks], "table", "base_link",
-                                 "table", "drawer_link"]
-    return specs
-
-
-#: task name -> [rule name, *arguments], as in new_playtable_tasks.yaml.
-DEFAULT_TASK_SPECS: dict[str, list[Any]] = _default_specs()
 
 
 def _quat_to_matrix(q: Iterable[float]) -> np.ndarray:
@@ -241,7 +210,7 @@ class CalvinTaskOracle:
     `push_into_drawer`: "official" (default; calvin_env's behaviour) or "strict" (see the module docstring)."""
 
     def __init__(self, specs: dict[str, list[Any]] | None = None, *, push_into_drawer: str = "official") -> None:
-        self.specs = dict(specs if specs is not None else DEFAULT_TASK_SPECS)
+        self.specs = dict(specs if specs is not None else TASK_SPECS)
         unknown = {s[0] for s in self.specs.values()} - set(_RULES)
         if unknown:
             raise ValueError(f"unknown CALVIN task rule(s) {sorted(unknown)}; known: {sorted(_RULES)}")

@@ -16,8 +16,8 @@ Rewards (``reward`` key), chosen by ``reward=``:
 * ``"parl"``: r_t = (number of `targets` completed at frame t, judged from ``scene_obs`` relative to
   the window's first frame) − k, with k = len(targets) by default (PA-RL/Cal-QL CALVIN: 4 targets,
   r ∈ {−4, …, 0}); ``is_terminal`` where all targets are complete. Only tasks decidable from the
-  scene state are allowed (`SCENE_STATE_TASKS`); contact-based tasks (lift, push, stack…) need the
-  simulator and raise a ConfigError.
+  scene state are allowed (`vla_parl.envs.calvin.tasks.SCENE_STATE_TASKS`); contact-based tasks (lift, push,
+  stack…) need the simulator and raise a ConfigError.
 """
 
 from __future__ import annotations
@@ -30,20 +30,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from vla_parl.data._io import suggest
+from vla_parl.envs.calvin.tasks import PARL_TASKS, SCENE_STATE_TASKS
 from vla_parl.errors import ConfigError, VLAParlError
 
-__all__ = ["CalvinReader", "SCENE_STATE_TASKS", "PARL_TARGETS", "completed_tasks", "load_frame"]
+__all__ = ["CalvinReader", "completed_tasks", "load_frame"]
 
-#: task → (scene_obs index, sign, threshold): complete when sign·(end − start) > threshold
-#: (slider/drawer thresholds from calvin_env's task detection; lights are logical 0 → 1 / 1 → 0).
-SCENE_STATE_TASKS: dict[str, tuple[int, int, float]] = {
-    "move_slider_left": (0, +1, 0.15), "move_slider_right": (0, -1, 0.15),
-    "open_drawer": (1, +1, 0.12), "close_drawer": (1, -1, 0.12),
-    "turn_on_lightbulb": (4, +1, 0.5), "turn_off_lightbulb": (4, -1, 0.5),
-    "turn_on_led": (5, +1, 0.5), "turn_off_led": (5, -1, 0.5),
-}
-#: the four target subtasks of the PA-RL / Cal-QL CALVIN setup
-PARL_TARGETS = ("open_drawer", "turn_on_lightbulb", "move_slider_left", "turn_on_led")
 _SPLITS = ("training", "validation")
 
 
@@ -92,7 +83,7 @@ class CalvinReader:
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "training", *, gripper_camera: bool = False,
-                 reward: str = "sparse", targets: Sequence[str] = PARL_TARGETS, k: int | None = None):
+                 reward: str = "sparse", targets: Sequence[str] = PARL_TASKS, k: int | None = None):
         if split not in _SPLITS:
             raise ConfigError(f"CALVIN split {split!r} does not exist; use one of {_SPLITS}.{suggest(split, _SPLITS)}")
         if reward not in ("sparse", "parl"):

@@ -1,8 +1,8 @@
 """CALVIN long-horizon evaluation (LH-MTLC): 5-instruction chains in scene D, 360 steps per subtask.
 
     from functools import partial
-    from vla_parl.envs.calvin_scene import CalvinSceneEnv
-    from vla_parl.eval.calvin import evaluate_calvin
+    from vla_parl.envs.calvin.scene import CalvinSceneEnv
+    from vla_parl.envs.calvin.protocol import evaluate_calvin
     results = evaluate_calvin(CalvinSceneEnv, make_policy, "runs/calvin_eval", num_sequences=1000, num_workers=4)
 
 **Policy protocol** (`CalvinPolicy`): `reset()` is called once at the start of every subtask;
@@ -13,8 +13,8 @@ gripper]` in [-1, 1] (×0.02 m, ×0.05 rad in the env); the gripper value is map
 
 **Env protocol** (`CalvinEnv`): `reset(robot_obs, scene_obs)`, `get_obs()`, `step(action)` (gym 4- or
 5-tuple), `get_info()`, `completed_tasks(start_info, end_info, tasks) -> set[str]`. Implemented by our
-`vla_parl.envs.calvin_scene.CalvinSceneEnv` and by the official-env adapter
-`vla_parl.envs.calvin_official.OfficialCalvinEnv`.
+`vla_parl.envs.calvin.scene.CalvinSceneEnv` and by the official-env adapter
+`vla_parl.envs.calvin.official.OfficialCalvinEnv`.
 
 Per chain: reset to the chain's initial condition; for each subtask, `policy.reset()`, record
 `start_info`, then step up to `ep_len` times until the oracle reports the subtask; a failure ends the
@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkabl
 
 import numpy as np
 
-from vla_parl.envs.calvin_tasks import INSTRUCTIONS, get_env_state_for_initial_condition, get_sequences
+from vla_parl.envs.calvin.sequences import get_env_state_for_initial_condition, get_sequences
+from vla_parl.envs.calvin.tasks import INSTRUCTIONS
 
 __all__ = [
     "EP_LEN", "NUM_SEQUENCES", "CalvinPolicy", "CalvinEnv", "ChainResult", "get_sequences",

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from vla_parl.envs.calvin.tasks import BLOCKS, INSTRUCTIONS
+
 __all__ = ["ScriptedCalvinPolicy", "SCRIPTED_TASKS", "NoopCalvinPolicy"]
 
 _OPEN, _CLOSE = 1.0, -1.0
-_BLOCK_INDEX = {"red": 0, "blue": 1, "pink": 2}
+_BLOCK_INDEX = {color: k for k, color in enumerate(BLOCKS)}   # scene_obs block order
 # scene-D geometry (world frame, metres), measured on the CALVIN table D assets
 _BUTTON_XY = (-0.12, -0.12)
 _BUTTON_TOP = 0.485
@@ -98,8 +100,6 @@ class ScriptedCalvinPolicy:
 
     def __init__(self, gain: float = 0.7, tol: float = 0.01, max_steps_per_waypoint: int = 30,
                  windup: float = 0.03) -> None:
-        from vla_parl.envs.calvin_tasks import INSTRUCTIONS
-
         self.task_of = {sentence: task for task, sentence in INSTRUCTIONS.items()}
         self.gain, self.tol, self.max_steps, self.windup = gain, tol, max_steps_per_waypoint, windup
         self.reset()
