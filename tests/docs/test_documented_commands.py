@@ -98,6 +98,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vla-parl run RECIPE [--config FILE_OR_BUILTIN] [--output-dir DIR] [--resume | --force] [key=value ...]":
         (SKIP, "a synopsis"),
     "vla-parl run demo seeds=[0,1,2]": (CHECK, "3 × 13 min"),
+    "vla-parl run demo online.env=robot": (CHECK, "13 min; the pipeline runs with demo_ci in "
+                                                  "tests/demo/test_demo_robot.py"),
     "vla-parl run sft --config sft_tabletop --output-dir runs/sft optim.steps=200": (RUN, "runs/sft/final/model"),
     "vla-parl run sft --output-dir runs/sft --resume": (RUN, "runs/sft/final/model"),
     "vla-parl run critic --output-dir runs/critic policy=runs/sft/final/model": (RUN, "runs/critic/final/critic"),
@@ -164,6 +166,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vla-parl run parl --config parl_robot": (CHECK, "waits for robot episodes; tests/serving/test_robot_loop.py"),
     "vla-parl robot report": (SKIP, "prose mention"),
     "vla-parl bench robot_loop": (CHECK, "minutes; the loop it measures runs in tests/serving/test_robot_loop.py"),
+    "vla-parl bench robot_loop --json out.json": (CHECK, "3 minutes; tests/bench/test_robot_loop_bench.py runs it"),
     "vla-parl bench robot_loop [--quick] [--robots 2] [--json out.json]":
         (SKIP, "a synopsis; minutes (server + learner + robots); tests/serving/test_robot_loop.py runs the loop"),
     "vla-parl cp parl_robot my_robot.yaml": (CHECK, "the same `cp` runs for sft_tabletop in README.md"),

@@ -69,10 +69,14 @@ print(steps, stored["steps"], heavy)
     assert out.strip() == "[0, 1] 2 []"
 
 
-def test_the_example_robot_loop_drives_the_simulated_tabletop_without_torch(episode_url):
-    out = run_client_snippet(blocker("torch", "transformers", "peft") + f"""
+def test_the_example_robot_loop_drives_the_simulated_tabletop_without_torch(checkpoint_dirs, tmp_path):
+    from tests.serving._robot_server import episode_server
+
+    # a store of its own: the tabletop robot also sends its block state, which fixes the store's observation keys
+    with episode_server(*checkpoint_dirs, tmp_path / "episodes") as url:
+        out = run_client_snippet(blocker("torch", "transformers", "peft") + f"""
 from serving.example_robot_loop import main
-assert main(["--url", {episode_url!r}, "--episodes", "1", "--max-steps", "2", "--unnorm-key", "default",
+assert main(["--url", {url!r}, "--episodes", "1", "--max-steps", "2", "--unnorm-key", "default",
              "--image-size", "32", "--label", "robot"]) == 0
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")))
 """)
