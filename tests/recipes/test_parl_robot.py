@@ -165,10 +165,10 @@ def test_robot_rounds_under_two_processes_publish_lora_adapters(tmp_path):
             _store_episode(store, f"e{i}", success=bool(i % 2), version=0)
     run = tmp_path / "run"
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    from tests.recipes.test_recipes_ddp import _free_port
+    from serving.process import free_port
 
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", str(_free_port()), "-m", "vla_parl.recipes.parl",
+                           "127.0.0.1", "--master_port", str(free_port()), "-m", "vla_parl.recipes.parl",
                            "--config", "parl_tabletop", "--output-dir", str(run), *ROBOT,
                            f"online.robot.replay_dir={tmp_path / 'episodes'}", "lora.enabled=true", "lora.r=4"],
                           capture_output=True, text=True, timeout=600, env=env, cwd=REPO_ROOT)

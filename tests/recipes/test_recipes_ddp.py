@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from serving.process import free_port
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 TINY = ["data.num_episodes=4", "data.max_episode_steps=6", "run.progress=false"]
 
@@ -25,7 +20,7 @@ TINY = ["data.num_episodes=4", "data.max_episode_steps=6", "run.progress=false"]
 def _launch(recipe: str, config: str, out: Path, *overrides: str) -> None:
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                "--master_port", str(_free_port())]
+                "--master_port", str(free_port())]
     cmd = [*torchrun, "-m", f"vla_parl.recipes.{recipe}", "--config", config, "--output-dir", str(out), *TINY,
            *overrides]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

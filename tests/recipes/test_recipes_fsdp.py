@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from serving.process import free_port
 from tests.recipes._cli import REPO_ROOT, last_values, run_cli
 
 RTOL = 1e-4
@@ -36,20 +37,13 @@ PARL = [*TINY, "policy=random", "critic.checkpoint=fresh",
         "action_optimizer.num_steps=2", "critic_optim.batch_size=4"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _launch_fsdp(recipe: str, out: Path, *args: str) -> None:
     """`accelerate launch` of the FSDP2 config with 2 processes (on CPU: gloo)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO_ROOT / "configs" / "accelerate" / "fsdp.yaml"), "--num_processes", "2",
-           "--main_process_port", str(_free_port()), "-m", f"vla_parl.recipes.{recipe}", "--output-dir", str(out),
+           "--main_process_port", str(free_port()), "-m", f"vla_parl.recipes.{recipe}", "--output-dir", str(out),
            *args]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
