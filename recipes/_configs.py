@@ -306,8 +306,15 @@ class ParlSection:
     # row): what a multi-process run always does (ranks sample their share of the states), so a 1-process
     # run with true reproduces it; null = true with > 1 process, else false (one batched generator)
     per_state_seeds: Optional[bool] = None
+    # optimiser states reset at the offline→online switch: official PA-RL resets the critic's ([critic]); add
+    # policy to also restart the distillation optimiser (our offline stage distils, the official one does not)
+    reset_at_switch: list[Literal["critic", "policy"]] = field(default_factory=lambda: ["critic"])
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.reset_at_switch) - {"critic", "policy"})
+        if unknown:
+            raise ConfigError(f"parl.reset_at_switch may hold critic and/or policy, got {unknown}: e.g. "
+                              "parl.reset_at_switch=[critic]")
         check_range("distill_steps_per_refresh", self.distill_steps_per_refresh, low=0)
         check_range("cache_states", self.cache_states, low=1)
         check_range("offline_refreshes", self.offline_refreshes, low=0)
@@ -364,9 +371,13 @@ class OnlineSection:
     critic_lr: Optional[float] = None
     online_fraction: float = 0.5       # critic/distillation batches: half online replay, half offline data
     explore_temperature: float = 1.0   # policy sampling temperature when collecting (0 = greedy)
-    # how collected episodes act: policy (one policy sample at explore_temperature) | operator (PA-RL's
-    # improvement operator over such samples: N → top-k → local steps → max-Q, as the official code collects)
-    actor: Literal["policy", "operator"] = "policy"
+    # how collected episodes act: operator (PA-RL's improvement operator over policy samples drawn at
+    # explore_temperature: N → top-k → local steps → action_optimizer.choice, as the official code collects) |
+    # policy (one policy sample at explore_temperature)
+    collect_with: Literal["operator", "policy"] = "operator"
+    # UTD: when set, a round takes round(updates_per_env_step × env steps collected in it) critic steps and as
+    # many distillation steps (official PA-RL: 1), instead of critic_steps_per_round / distill_steps_per_round
+    updates_per_env_step: Optional[float] = None
     calvin: CalvinOnlineSection = field(default_factory=CalvinOnlineSection)
     robot: RobotOnlineSection = field(default_factory=RobotOnlineSection)
 
@@ -378,10 +389,12 @@ class OnlineSection:
         check_range("explore_temperature", self.explore_temperature, low=0)
         check_range("online_fraction", self.online_fraction, low=0, high=1)
         check_range("critic_lr", self.critic_lr, low=0, low_open=True, optional=True)   # null: critic_optim.lr
+        check_range("updates_per_env_step", self.updates_per_env_step, low=0, low_open=True, optional=True)
 
 
 # PA-RL's N and choice rule moved from `parl` into the operator's own section (vla_parl.config.schema)
-_PARL_MOVED_KEYS = {"parl.num_samples": "action_optimizer.num_samples", "parl.choice": "action_optimizer.choice"}
+_PARL_MOVED_KEYS = {"parl.num_samples": "action_optimizer.num_samples", "parl.choice": "action_optimizer.choice",
+                    "online.actor": "online.collect_with"}
 
 
 @dataclass
@@ -447,10 +460,33 @@ class EvalSection:
 
 
 @dataclass
+class DemoBCPolicySection:
+    """A non-VLA policy class in the demo (`policies: [openvla, diffusion]`): its `policy:` section as the sft
+    recipe takes it, its behaviour-cloning optimiser, its distillation optimiser and its ablations (the top-level
+    `ablations` are OpenVLA's). The critic, objective, operator, PA-RL schedule and evaluation are the demo's
+    shared sections."""
+
+    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(type="diffusion", image_size=56,
+                                                                     image_feature_dim=128))
+    sft: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=32, steps=1000))
+    policy_optim: PolicyOptimSection = field(default_factory=lambda: PolicyOptimSection(lr=3e-4, batch_size=32))
+    ablations: list[Literal["vgps", "no_local_steps"]] = field(default_factory=lambda: ["vgps"])
+
+
+DEMO_POLICIES = ("openvla", "diffusion")
+
+
+@dataclass
 class DemoRecipeConfig:
     MOVED_KEYS: ClassVar[dict[str, str]] = _PARL_MOVED_KEYS
     recipe: Literal["demo"] = "demo"
     seeds: list[int] = field(default_factory=lambda: [0])
+    # the policy classes trained by the same recipes on the same task: openvla (model:, lora:, sft:,
+    # policy_optim:) and diffusion (diffusion:)
+    policies: list[Literal["openvla", "diffusion"]] = field(default_factory=lambda: ["openvla"])
+    # run the classes after the first at the same time, each in its own process (one core each with run.threads=1)
+    parallel_policies: bool = True
+    diffusion: DemoBCPolicySection = field(default_factory=DemoBCPolicySection)
     model: ModelSection = field(default_factory=ModelSection)
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
     data: DataSection = field(default_factory=DataSection)
@@ -474,6 +510,13 @@ class DemoRecipeConfig:
         check_range("robot_processes", self.robot_processes, low=1)
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed, e.g. seeds=[0,1,2]")
+        if not self.policies or len(set(self.policies)) != len(self.policies):
+            raise ConfigError(f"policies must list each policy class once, from {list(DEMO_POLICIES)}; got "
+                              f"{self.policies}")
+        if self.diffusion.policy.type != "diffusion":
+            raise ConfigError(f"diffusion.policy.type must be diffusion (the section of the demo's diffusion policy), "
+                              f"got {self.diffusion.policy.type!r}")
+
         check_range("candidate_cache_states", self.candidate_cache_states, low=1)
         if self.data.kind != "tabletop":
             raise ConfigError("the demo runs on the built-in simulator: data.kind must be tabletop")

@@ -5,10 +5,12 @@
 
 For each seed, on the built-in simulator with the tiny OpenVLA (full fine-tune; `lora.enabled=true` for
 LoRA): collect noisy-expert demonstrations, behaviour-clone them (`SFTRecipe`), pre-train the critic with
-Cal-QL (`CriticRecipe`), then run PA-RL offline and online (`ParlRecipe`). The success rate of the
-*greedy policy itself* is measured after each phase on the same seeded evaluation episodes; two ablations
-run through the same harness: re-ranking SFT samples with the critic at inference only (V-GPS-style,
-no distillation) and PA-RL without local gradient steps (action_optimizer.num_steps=0).
+Cal-QL (`CriticRecipe`), then run PA-RL offline and online (`ParlRecipe`). After each phase the same seeded
+evaluation episodes are run twice: with the *policy alone* (greedy decoding) and with *policy + operator* (the
+improvement operator over its samples with the run's critic at that point: PA-RL as the paper evaluates it);
+rows are keyed "<policy>/<phase>/<acting>" in summary.json ("openvla/online/operator", ...). Two ablations run
+through the same harness: the operator over the SFT policy with the pre-trained critic (V-GPS-style, no
+distillation) and PA-RL without local gradient steps (action_optimizer.num_steps=0).
 Outputs: report.md, summary.json, metrics.jsonl, curves_*.png, rollouts_before_after.gif,
 final/model + final/critic (first seed), and each phase's own run dir under seed_<s>/ (their copies of the
 demo buffer are removed once the seed is done: about 0.5 GB per seed remains).
@@ -39,10 +41,13 @@ __all__ = ["DemoRecipe", "main"]
 
 
 class DemoRecipe:
-    def __init__(self, cfg: DemoRecipeConfig, run_dir: str | Path, *, resume: bool = False) -> None:
+    def __init__(self, cfg: DemoRecipeConfig, run_dir: str | Path, *, resume: bool = False,
+                 state_dir: str | Path | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
+        # config.yaml, demo_state.json and metrics.jsonl: the run dir, or a policy worker's seed_<s>/<kind>/
+        self.state_dir = Path(state_dir) if state_dir is not None else self.run_dir
         self.results: dict[int, dict[str, Any]] = {}
         self.wall: dict[int, dict[str, float]] = {}
         self.frames: dict[str, list] = {}
@@ -50,25 +55,26 @@ class DemoRecipe:
 
     # ---- setup -----------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
+        here = self.state_dir
+        here.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(here / "config.yaml", to_yaml(self.cfg))
         if self.cfg.run.threads:
             torch.set_num_threads(self.cfg.run.threads)
-        state = self.run_dir / "demo_state.json"
+        state = here / "demo_state.json"
         if self.resume and state.is_file():
             saved = json.loads(state.read_text())
             self.results = {int(k): v for k, v in saved["results"].items()}
             self.wall = {int(k): v for k, v in saved["wall"].items()}
             if "metric_records" in saved:      # drop what a phase logged after the last saved result: it re-runs
-                truncate_metrics(self.run_dir / "metrics.jsonl", saved["metric_records"])
-        elif (self.run_dir / "metrics.jsonl").exists():
-            (self.run_dir / "metrics.jsonl").unlink()
-        self.logger = MetricLogger(self.run_dir, wandb=self.cfg.run.wandb, run_name=self.run_dir.name,
-                                   config=to_dict(self.cfg))
+                truncate_metrics(here / "metrics.jsonl", saved["metric_records"])
+        elif (here / "metrics.jsonl").exists():
+            (here / "metrics.jsonl").unlink()
+        self.logger = MetricLogger(here, wandb=self.cfg.run.wandb and here == self.run_dir,
+                                   run_name=self.run_dir.name, config=to_dict(self.cfg))
         self.start = time.perf_counter()
 
     def _save_state(self) -> None:
-        atomic_write_text(self.run_dir / "demo_state.json", json.dumps(
+        atomic_write_text(self.state_dir / "demo_state.json", json.dumps(
             {"results": self.results, "wall": self.wall, "metric_records": self.logger.sync()}, indent=2))
 
     # ---- the phase configs, derived from the demo's sections ---------------------------------------------------------
@@ -78,9 +84,13 @@ class DemoRecipe:
     def _model(self, seed: int) -> Any:
         return replace(self.cfg.model, seed=seed)
 
-    def sft_config(self, seed: int) -> SFTRecipeConfig:
-        return SFTRecipeConfig(model=self._model(seed), lora=self.cfg.lora, data=self._data(seed), optim=self.cfg.sft,
-                         run=self._run(seed))
+    def sft_config(self, seed: int, kind: str = "openvla") -> SFTRecipeConfig:
+        if kind == "openvla":
+            return SFTRecipeConfig(model=self._model(seed), lora=self.cfg.lora, data=self._data(seed),
+                                   optim=self.cfg.sft, run=self._run(seed))
+        section = getattr(self.cfg, kind)
+        return SFTRecipeConfig(policy=section.policy, model=self._model(seed), lora=replace(self.cfg.lora, enabled=False),
+                               data=self._data(seed), optim=section.sft, run=self._run(seed))
 
     def critic_config(self, seed: int) -> CriticRecipeConfig:
         c = self.cfg
@@ -88,13 +98,14 @@ class DemoRecipe:
                             action_optimizer=c.action_optimizer, optim=c.critic_optim,
                             candidate_cache_states=c.candidate_cache_states, run=self._run(seed))
 
-    def parl_config(self, seed: int, num_steps: int | None = None) -> ParlRecipeConfig:
-        """PA-RL's config for a seed. With online.env=robot the learner reads the seed's robot loop
-        (`seed_<s>/robot/`); the no-local-steps ablation (`num_steps`) collects in-process on the tabletop."""
+    def parl_config(self, seed: int, num_steps: int | None = None, kind: str = "openvla") -> ParlRecipeConfig:
+        """PA-RL's config for a seed and policy class. With online.env=robot the OpenVLA learner reads the seed's
+        robot loop (`seed_<s>/robot/`, the policy server serves OpenVLA); the no-local-steps ablation (`num_steps`)
+        and the other classes collect in-process on the tabletop."""
         c = self.cfg
         action_optimizer = c.action_optimizer if num_steps is None else replace(c.action_optimizer, num_steps=num_steps)
         online = c.online
-        if online.env == "robot" and num_steps is None:
+        if online.env == "robot" and num_steps is None and kind == "openvla":
             robot = self._robot_dir(seed)
             online = replace(online, robot=replace(online.robot, replay_dir=str(robot / "episodes"),
                                                    publish_dir=str(robot / "published"), publish="model"))
@@ -105,7 +116,8 @@ class DemoRecipe:
                                                  for f in fields(ParlCriticOptimSection)})
         return ParlRecipeConfig(model=self._model(seed), lora=replace(c.lora, enabled=False), data=self._data(seed),
                                 critic=c.critic, objective=c.objective, action_optimizer=action_optimizer,
-                                parl=c.parl, online=online, policy_optim=c.policy_optim, critic_optim=critic_optim,
+                                parl=c.parl, online=online, critic_optim=critic_optim,
+                                policy_optim=c.policy_optim if kind == "openvla" else getattr(c, kind).policy_optim,
                                 run=self._run(seed))
 
     def _robot_dir(self, seed: int) -> Path:
@@ -115,7 +127,7 @@ class DemoRecipe:
         """online.env=robot: export the policy and critic the offline stage ended with (`robot/v0/`), serve them
         with episode sessions and policy updates, and start the simulated robots (`RobotLoop`). The robots run
         the remaining rounds' episodes with the scenes the in-process online phase would reset to; they act as
-        online.actor says (policy samples at temperature 1: mode=sample; the operator: mode=refined)."""
+        online.collect_with says (the operator: mode=refined; policy samples at temperature 1: mode=sample)."""
         from vla_parl.demo.robot_loop import RobotLoop
 
         c, robot = self.cfg, self._robot_dir(seed)
@@ -125,7 +137,7 @@ class DemoRecipe:
         d = c.data
         robot_args = ["--task", d.task, "--episodes", str(rounds_left * c.online.episodes_per_round),
                       "--processes", str(c.robot_processes), "--mode",
-                      "refined" if c.online.actor == "operator" else "sample",
+                      "refined" if c.online.collect_with == "operator" else "sample",
                       "--seed", str(seed * 100_000 + 50_000 + parl.round * c.online.episodes_per_round),
                       "--max-steps", str(d.max_episode_steps), "--image-size", str(d.env_image_size),
                       "--unnorm-key", c.model.unnorm_key, "--timeout", "120",
@@ -146,6 +158,7 @@ class DemoRecipe:
 
     # ---- evaluation ----------------------------------------------------------------------------------------------------
     def evaluate(self, seed: int, row: str, act: Any, unnormalize: Any, record: bool = False) -> dict[str, Any]:
+        """One row (`vla_parl.demo.report.row_key`: "<policy>/<phase>/<acting>") on the seeded eval episodes."""
         from tqdm import tqdm
 
         from vla_parl.eval.tabletop import evaluate_tabletop
@@ -162,10 +175,29 @@ class DemoRecipe:
             self.frames[row] = result.frames
             self.frame_successes[row] = list(result.successes[:len(result.frames)])
         self.logger.log(0, {f"eval/{row}/success_rate": summary["success_rate"]}, seed=seed, phase=row)
-        print(f"[seed {seed}] {row:<15} success {100 * summary['success_rate']:5.1f}% "
+        print(f"[seed {seed}] {row:<30} success {100 * summary['success_rate']:5.1f}% "
               f"({summary['successes']}/{summary['episodes']})", flush=True)
         self._save_state()
         return summary
+
+    def evaluate_phase(self, seed: int, kind: str, phase: str, policy: Any, operator: Any | None,
+                       record: bool = False) -> None:
+        """A phase's rows: the policy alone (OpenVLA: greedy decoding; other classes: one sample per step) and,
+        given `operator` (the run's critic and settings at that point), policy + operator (N = eval.vgps_num_samples
+        samples → top-k → local steps → argmax). Random draws are seeded with eval.seed, as `vla-parl eval tabletop`
+        seeds them, so evaluating the exported checkpoint reproduces the rows."""
+        from vla_parl.eval.tabletop import improvement_actor, policy_actor
+        from vla_parl.demo.report import row_key
+
+        started, seed_eval = time.perf_counter(), self.cfg.eval.seed
+        if phase != "vgps":
+            self.evaluate(seed, row_key(kind, phase, "policy"), policy_actor(policy, seed_eval), policy.unnormalize,
+                          record=record and phase == "sft")
+        if operator is not None:
+            operator = operator.with_policy(policy).with_config(num_samples=self.cfg.eval.vgps_num_samples)
+            self.evaluate(seed, row_key(kind, phase, "operator"), improvement_actor(operator, seed_eval),
+                          policy.unnormalize, record=record and phase == "online")
+        self._timed(seed, ("" if kind == "openvla" else f"{kind}/") + f"eval_{phase}", started)
 
     def _timed(self, seed: int, phase: str, started: float) -> None:
         self.wall.setdefault(seed, {})[phase] = time.perf_counter() - started
@@ -179,67 +211,136 @@ class DemoRecipe:
             self.logger.log(step, {k: v for k, v in record.items() if isinstance(v, (int, float))}, seed=seed,
                             run=run, **tags)
 
-    # ---- train: every seed, every phase --------------------------------------------------------------------------------
+    # ---- train: every seed, every policy class, every phase -----------------------------------------------------------
     def train(self) -> None:
         for seed in self.cfg.seeds:
-            self.run_seed(seed)
+            first, *others = self.cfg.policies
+            parallel = self.cfg.parallel_policies
+            workers = [self._start_worker(seed, kind) for kind in others if parallel and not self._done(seed, kind)]
+            try:
+                self.run_policy(seed, first)
+                for kind in others if not parallel else ():
+                    self.run_policy(seed, kind)
+                for kind, process in workers:
+                    self._join_worker(seed, kind, process)
+            finally:
+                for _, process in workers:
+                    if process.is_alive():
+                        process.terminate()
+            self._save_state()
 
-    def run_seed(self, seed: int) -> None:
+    def _root(self, seed: int, kind: str) -> Path:
+        """Where a policy class's phase runs live: seed_<s>/ for OpenVLA, seed_<s>/<kind>/ for the others."""
+        root = self.run_dir / f"seed_{seed}"
+        return root if kind == "openvla" else root / kind
+
+    def _done(self, seed: int, kind: str) -> bool:
+        from vla_parl.demo.report import row_key
+
+        last = "no_local_steps" if "no_local_steps" in self._ablations(kind) else "online"
+        return row_key(kind, last, "policy") in self.results.get(seed, {})
+
+    def _ablations(self, kind: str) -> list[str]:
+        return self.cfg.ablations if kind == "openvla" else getattr(self.cfg, kind).ablations
+
+    def _start_worker(self, seed: int, kind: str) -> tuple[str, Any]:
+        """Run `kind`'s phases in a process of its own (spawned: a fresh interpreter), at the same time as the first
+        class's; it keeps its state, metrics and results in seed_<s>/<kind>/ for `_join_worker`."""
+        import multiprocessing
+
+        process = multiprocessing.get_context("spawn").Process(
+            target=_policy_worker, args=(to_dict(self.cfg), str(self.run_dir), seed, kind, self.resume),
+            name=f"demo-{kind}-seed{seed}")
+        process.start()
+        print(f"[seed {seed}] {kind}: its phases run in process {process.pid} at the same time", flush=True)
+        return kind, process
+
+    def _join_worker(self, seed: int, kind: str, process: Any) -> None:
+        """Wait for a worker, then take its rows, wall times and metric records into this run's."""
+        process.join()
+        root = self._root(seed, kind)
+        if process.exitcode != 0:
+            raise RuntimeError(f"the demo's {kind} policy process (seed {seed}) failed with exit code "
+                               f"{process.exitcode}: its output is above; `vla-parl run demo --resume` continues "
+                               f"from its last finished phase ({root})")
+        saved = json.loads((root / "demo_state.json").read_text())
+        self.results.setdefault(seed, {}).update(saved["results"].get(str(seed), {}))
+        self.wall.setdefault(seed, {}).update(saved["wall"].get(str(seed), {}))
+        for record in read_metrics(root / "metrics.jsonl") if (root / "metrics.jsonl").is_file() else []:
+            record.pop("time", None)
+            step = record.pop("step")
+            tags = {k: record.pop(k) for k in ("seed", "run", "phase", "round") if k in record}
+            self.logger.log(step, {k: v for k, v in record.items() if isinstance(v, (int, float))}, **tags)
+        self._save_state()
+
+    def _policy_model(self, kind: str, model_dir: Path) -> Any:
+        """A saved SFT/BC policy of `kind`, in eval mode."""
+        if kind == "openvla":
+            from vla_parl.models import OpenVLA
+
+            return OpenVLA.from_pretrained(model_dir).eval()
+        from vla_parl.training.builders import load_start_policy
+
+        return load_start_policy(self.cfg.model, str(model_dir)).eval()
+
+    def run_policy(self, seed: int, kind: str) -> None:
+        """Every phase of one policy class for one seed: SFT/BC → critic → (V-GPS) → offline → online PA-RL
+        (→ the no-local-steps ablation), each evaluated with the policy alone and with the operator."""
         from vla_parl.critic import QCritic
-        from vla_parl.eval.tabletop import greedy_actor, improvement_actor
-        from vla_parl.models import OpenVLA
+        from vla_parl.demo.report import row_key
         from vla_parl.parl import ImprovementOperator
-        from vla_parl.policy.openvla import OpenVLAPolicy
+        from vla_parl.training.builders import as_policy
         from vla_parl.training.data import load_episodes
 
         from vla_parl.recipes.critic import CriticRecipe
         from vla_parl.recipes.parl import ParlRecipe
         from vla_parl.recipes.sft import SFTRecipe
 
-        cfg, root = self.cfg, self.run_dir / f"seed_{seed}"
+        cfg, root = self.cfg, self._root(seed, kind)
         done = self.results.get(seed, {})
-        unnorm_key = cfg.model.unnorm_key
+        prefix = "" if kind == "openvla" else f"{kind}/"       # wall-time and metric-run names of the other classes
+        record = kind == "openvla" and seed == cfg.seeds[0]     # the before/after GIF: OpenVLA's first seed
         t = time.perf_counter()
         episodes = load_episodes(self._data(seed), progress=cfg.run.progress)
-        print(f"[seed {seed}] demos: {len(episodes)} episodes, expert success "
+        print(f"[seed {seed}] {kind} demos: {len(episodes)} episodes, expert success "
               f"{100 * sum(e['success'] for e in episodes) / len(episodes):.0f}%", flush=True)
-        self._timed(seed, "demos", t)
+        self._timed(seed, f"{prefix}demos", t)
 
-        # 1. SFT
+        # 1. SFT (behaviour cloning with the class's own loss)
         t = time.perf_counter()
-        if (root / "sft" / "final" / "model").is_dir() and "sft" in done:
-            sft_model = OpenVLA.from_pretrained(root / "sft" / "final" / "model")
+        model_dir = root / "sft" / "final" / "model"
+        if model_dir.is_dir() and row_key(kind, "sft", "policy") in done:
+            sft_model = self._policy_model(kind, model_dir)
         else:
-            sft = _run_phase(SFTRecipe(self.sft_config(seed), root / "sft", resume=self.resume, episodes=episodes))
-            sft_model = sft.accelerator.unwrap_model(sft.model)
-            self._import_metrics(seed, "sft", root / "sft")
-        sft_model.eval()
-        sft_policy = OpenVLAPolicy(sft_model, unnorm_key=unnorm_key)
-        self._timed(seed, "sft", t)
-        t = time.perf_counter()
-        self.evaluate(seed, "sft", greedy_actor(sft_policy), sft_policy.unnormalize, record=seed == cfg.seeds[0])
-        self._timed(seed, "eval_sft", t)
+            sft = _run_phase(SFTRecipe(self.sft_config(seed, kind), root / "sft", resume=self.resume,
+                                       episodes=episodes))
+            sft_model = (sft.accelerator.unwrap_model(sft.model) if kind == "openvla"
+                         else self._policy_model(kind, model_dir)).eval()
+            self._import_metrics(seed, f"{prefix}sft", root / "sft")
+        sft_policy = as_policy(sft_model, cfg.model.unnorm_key)
+        self._timed(seed, f"{prefix}sft", t)
+        self.evaluate_phase(seed, kind, "sft", sft_policy, None, record=record)
 
-        # 2. critic pre-training (Cal-QL)
+        # 2. critic pre-training (Cal-QL on the class's own samples)
         t = time.perf_counter()
         critic_recipe = CriticRecipe(self.critic_config(seed), root / "critic", resume=self.resume,
                                      policy_model=sft_model, episodes=episodes)
-        if (root / "critic" / "final" / "critic").is_dir() and "vgps" in done:
-            tokenizer = sft_model.processor.tokenizer
-            critic = QCritic.load(root / "critic" / "final" / "critic",
-                                  tokenize=(lambda texts: tokenizer.encode_batch(texts)) if cfg.critic.instruction else None)
+        vgps_done = row_key(kind, "vgps", "operator") in done
+        if (root / "critic" / "final" / "critic").is_dir() and vgps_done:
+            tokenize = None
+            if kind == "openvla" and cfg.critic.instruction:
+                tokenizer = sft_model.processor.tokenizer
+                tokenize = lambda texts: tokenizer.encode_batch(texts)   # noqa: E731
+            critic = QCritic.load(root / "critic" / "final" / "critic", tokenize=tokenize)
         else:
             _run_phase(critic_recipe)
             critic = critic_recipe.accelerator.unwrap_model(critic_recipe.critic)
-            self._import_metrics(seed, "critic", root / "critic")
-        self._timed(seed, "critic", t)
-        if "vgps" in cfg.ablations and "vgps" not in done:
-            t = time.perf_counter()
-            # the critic's operator over SFT samples, no distillation: N from eval.vgps_num_samples, argmax
-            vgps = ImprovementOperator(critic, sft_policy, cfg.action_optimizer,
-                                       num_samples=cfg.eval.vgps_num_samples, choice="argmax")
-            self.evaluate(seed, "vgps", improvement_actor(vgps, seed), sft_policy.unnormalize)
-            self._timed(seed, "eval_vgps", t)
+            self._import_metrics(seed, f"{prefix}critic", root / "critic")
+        self._timed(seed, f"{prefix}critic", t)
+        if "vgps" in self._ablations(kind) and not vgps_done:
+            # the pre-trained critic's operator over SFT samples, no distillation
+            self.evaluate_phase(seed, kind, "vgps", sft_policy,
+                                ImprovementOperator(critic, sft_policy, cfg.action_optimizer))
 
         # 3. + 4. offline then online PA-RL (evaluated when each stage ends); online.env=robot: the online stage
         # learns from simulated robots acting through a policy server that hot-swaps each published round
@@ -247,16 +348,14 @@ class DemoRecipe:
         robots_online = cfg.online.env == "robot" and cfg.online.rounds > 0
 
         def hook(stage: str, policy: Any) -> None:
-            started = time.perf_counter()
-            self.evaluate(seed, stage, greedy_actor(policy), policy.unnormalize,
-                          record=stage == "online" and seed == cfg.seeds[0])
-            self._timed(seed, f"eval_{stage}", started)
+            # the policy alone, and with the operator of the run's critic as the stage left it
+            self.evaluate_phase(seed, kind, stage, policy, parl.policy_update.operator, record=record)
             if stage == "offline" and robots_online:
                 loops.append(self.robot_loop(seed, parl))
 
-        if "online" not in done:
+        if row_key(kind, "online", "policy") not in done:
             t = time.perf_counter()
-            parl = ParlRecipe(self.parl_config(seed), root / "parl", resume=self.resume,
+            parl = ParlRecipe(self.parl_config(seed, kind=kind), root / "parl", resume=self.resume,
                               policy_model=copy.deepcopy(sft_model), critic=copy.deepcopy(critic), episodes=episodes,
                               on_stage_end=hook)
             parl.setup()
@@ -267,27 +366,27 @@ class DemoRecipe:
             finally:
                 for loop in loops:
                     loop.stop()
-            parl.export(self.run_dir / "final" if seed == cfg.seeds[0] else None)
+            parl.export(self.run_dir / "final" if kind == "openvla" and seed == cfg.seeds[0] else None)
             parl.cleanup()
-            self._import_metrics(seed, "parl", root / "parl")
-            self._timed(seed, "parl_total", t)
+            self._import_metrics(seed, f"{prefix}parl", root / "parl")
+            self._timed(seed, f"{prefix}parl_total", t)
 
         # 5. ablation: PA-RL without local gradient steps
-        if "no_local_steps" in cfg.ablations and "no_local_steps" not in done:
+        if "no_local_steps" in self._ablations(kind) and row_key(kind, "no_local_steps", "policy") not in done:
             t = time.perf_counter()
 
             def ablation_hook(stage: str, policy: Any) -> None:
                 if stage == "online" or cfg.online.rounds == 0:
-                    self.evaluate(seed, "no_local_steps", greedy_actor(policy), policy.unnormalize)
+                    self.evaluate_phase(seed, kind, "no_local_steps", policy, ablation.policy_update.operator)
 
-            ablation = ParlRecipe(self.parl_config(seed, num_steps=0), root / "parl_no_local_steps",
+            ablation = ParlRecipe(self.parl_config(seed, num_steps=0, kind=kind), root / "parl_no_local_steps",
                                   resume=self.resume, policy_model=copy.deepcopy(sft_model),
                                   critic=copy.deepcopy(critic), episodes=episodes, on_stage_end=ablation_hook)
             ablation.setup()
             ablation.train()
             ablation.cleanup()
-            self._import_metrics(seed, "parl_no_local_steps", root / "parl_no_local_steps")
-            self._timed(seed, "ablation_no_local_steps", t)
+            self._import_metrics(seed, f"{prefix}parl_no_local_steps", root / "parl_no_local_steps")
+            self._timed(seed, f"{prefix}ablation_no_local_steps", t)
         self._save_state()
         for buffer in root.glob("*/data"):   # each phase's copy of the demos (~100 MB), rebuilt from the seed on demand
             shutil.rmtree(buffer, ignore_errors=True)
@@ -303,10 +402,11 @@ class DemoRecipe:
                                          if self.cfg.seeds != [0] else "")
         write_report(self.run_dir / "report.md", summary, command, setup_notes(to_dict(self.cfg)))
         plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"), summary, self.run_dir)
-        if "sft" in self.frames and "online" in self.frames:
-            write_rollout_gif(self.run_dir / "rollouts_before_after.gif", self.frames["sft"], self.frames["online"],
-                              labels=("SFT", "online PA-RL"),
-                              successes=(self.frame_successes["sft"], self.frame_successes["online"]))
+        before, after = "openvla/sft/policy", "openvla/online/operator"
+        if before in self.frames and after in self.frames:
+            write_rollout_gif(self.run_dir / "rollouts_before_after.gif", self.frames[before], self.frames[after],
+                              labels=("SFT", "online PA-RL + operator"),
+                              successes=(self.frame_successes[before], self.frame_successes[after]))
         print((self.run_dir / "report.md").read_text(), flush=True)
         self.print_outputs()
 
@@ -328,6 +428,19 @@ class DemoRecipe:
 
     def cleanup(self) -> None:
         self.logger.close()
+
+
+def _policy_worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, resume: bool) -> None:
+    """A spawned process's body: one policy class's phases for one seed, its state in seed_<s>/<kind>/."""
+    from vla_parl.config.schema import from_dict
+
+    cfg = from_dict(DemoRecipeConfig, config)
+    recipe = DemoRecipe(cfg, run_dir, resume=resume, state_dir=Path(run_dir) / f"seed_{seed}" / kind)
+    recipe.setup()
+    try:
+        recipe.run_policy(seed, kind)
+    finally:
+        recipe.cleanup()
 
 
 def _run_phase(recipe: Any) -> Any:

@@ -5,15 +5,20 @@
     accelerate launch --config_file <configs/accelerate/fsdp.yaml> -m vla_parl.recipes.parl ...   # FSDP2 (also CPU)
 
 One *refresh* (offline) or *round* (online) is PA-RL's loop with the official candidate cache:
-  1. (online) collect `episodes_per_round` episodes with the current policy into the online replay buffer;
+  1. (online) collect `episodes_per_round` episodes into the online replay buffer, acting as PA-RL does with the
+     improvement operator over the current policy's samples (`online.collect_with=operator`; `policy`: its samples);
   2. draw a pool of transitions (online: half offline data, half online replay) and sample N candidates
      per state from the current policy (`CandidateCache`: s, and s' when the critic trains);
   3. critic steps (`CriticUpdate`, Cal-QL by default) on the pool;
-  4. distillation steps (`PolicyUpdate`): a*(s) = argmax over top-k locally optimised candidates,
-     θ ← θ − lr ∇ CE(π_θ(·|s), tokens(a*(s))) — the policy class's own supervised loss on a*(s): CE for
-     OpenVLA, ε-MSE for a diffusion policy, NLL for a Gaussian one (`policy=DIR` of a policy.type sft run).
-The policy optimiser is reset at the offline→online switch, and the online rounds train the critic at
-`online.critic_lr` when it is set. Output: `<run>/final/model` (LoRA merged,
+  4. distillation steps (`PolicyUpdate`): a*(s) = the operator's choice among the top-k locally optimised
+     candidates, the dataset action in place of the worst kept one (official), θ ← θ − lr ∇ CE(π_θ(·|s),
+     tokens(a*(s))) — the policy class's own supervised loss on a*(s): CE for OpenVLA, ε-MSE for a diffusion
+     policy, NLL for a Gaussian one (`policy=DIR` of a policy.type sft run).
+A round takes `online.critic_steps_per_round` / `distill_steps_per_round` steps, or with
+`online.updates_per_env_step` = u (official: 1) u × its env steps of each. The optimiser states of
+`parl.reset_at_switch` (official: the critic's) are reset at the offline→online switch, and the online rounds
+train the critic at `online.critic_lr` when it is set. (The official code distils only online: set
+parl.distill_steps_per_refresh=0 for that; ours may distil offline too.) Output: `<run>/final/model` (LoRA merged,
 `OpenVLA.from_pretrained`-loadable), `<run>/final/critic`; checkpoints after every refresh/round hold the
 policy weights, both optimisers, the critic, the replay position and all RNG states.
 With W processes (DDP or FSDP2, `vla_parl.training.parallel`) every rank holds the same pool: the ranks
@@ -71,6 +76,7 @@ class ParlRecipe:
         self.round = 0                         # online rounds done
         self.last_stats: dict[str, float] = {}  # the latest critic / distillation stats (progress bar)
         self.critic_step = 0                   # critic updates so far (the step of the critic's metric rows)
+        self.collected_steps = 0               # env steps of the latest online round (online.updates_per_env_step)
         # online.env=robot, per round done: {"episodes": server episode ids consumed, "metrics": its manifest's}
         self.robot_rounds: list[dict[str, Any]] = []
 
@@ -116,8 +122,7 @@ class ParlRecipe:
             state_dim=example["state"].shape[1] if "state" in example else 0)
         self.use_state = bool(self.critic.inputs()["state_dim"])   # what the critic reads (a checkpoint decides)
         self._check_online_matches_offline(example)
-        critic_optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.critic_optim.lr,
-                                            weight_decay=cfg.critic_optim.weight_decay)
+        critic_optimizer = self._critic_optimizer()
         self.core = model
         self.model, self.policy_optimizer, self.sharded = prepare_policy(self.accelerator, model, cfg.run,
                                                                          self._policy_optimizer)
@@ -162,6 +167,11 @@ class ParlRecipe:
         if self.cfg.online.rounds and self.cfg.online.env == "robot":
             raise ConfigError("online.env=robot publishes OpenVLA policies to the policy server; a diffusion/Gaussian "
                               "policy collects in a simulator: set online.env=tabletop or calvin_parl")
+
+    def _critic_optimizer(self) -> torch.optim.Optimizer:
+        critic = self.accelerator.unwrap_model(self.critic)
+        return torch.optim.Adam(critic.trainable_parameters(), lr=self.cfg.critic_optim.lr,
+                                weight_decay=self.cfg.critic_optim.weight_decay)
 
     def _policy_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.policy.trainable_parameters(), lr=self.cfg.policy_optim.lr,
@@ -218,7 +228,8 @@ class ParlRecipe:
         global_batch = cfg.policy_optim.batch_size * self.accelerator.num_processes
         for i in range(distill_steps):
             rows = self.rng.integers(0, P, size=global_batch)
-            stats = mean_over_ranks(self.policy_update.step(self.cache.batch(rows), local_rows(global_batch)))
+            stats = mean_over_ranks(self.policy_update.step(self.cache.batch(rows), local_rows(global_batch),
+                                                            data_actions=torch.from_numpy(pool["action"][rows])))
             self.last_stats.update(stats)
             self.step += 1
             if self.step % cfg.run.log_every == 0 or i == distill_steps - 1:
@@ -260,9 +271,9 @@ class ParlRecipe:
                               f"holds {offline}; they are mixed in one batch{fix}")
 
     def collect(self) -> dict[str, float]:
-        """One round of online episodes with the current policy (sampled at explore_temperature), or with the
-        improvement operator over its samples (online.actor=operator)."""
-        from vla_parl.eval.tabletop import greedy_actor
+        """One round of online episodes: with PA-RL's improvement operator over the current policy's samples
+        (online.collect_with=operator, the official way; its choice rule is action_optimizer.choice), or with
+        one policy sample per step (collect_with=policy); OpenVLA samples at online.explore_temperature."""
         from vla_parl.rollout import run_episodes
 
         cfg = self.cfg
@@ -271,25 +282,24 @@ class ParlRecipe:
         # every rank collects its own episodes (rank r draws reset seeds r·10⁷ apart from rank 0's)
         seed = (cfg.run.seed * 100_000 + 50_000 + self.round * cfg.online.episodes_per_round
                 + self.accelerator.process_index * 10_000_000)
-        if not self.openvla:   # a diffusion / Gaussian policy: its own samples (no temperature), or the operator's
-            operator = self.policy_update.operator.with_policy(self.policy)
-
-            def one_sample(obs: Any) -> np.ndarray:
-                return self.policy.sample_actions(obs, 1, generator=self.generator).actions[:, 0].cpu().numpy()
-
-            act = operator.actor(self.generator, choice="argmax") if cfg.online.actor == "operator" else one_sample
-        elif cfg.online.actor == "operator":
+        sampler = self.policy
+        if self.openvla:
             from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings
 
             sampler = OpenVLAPolicy(self.policy.model, SamplingSettings(temperature=cfg.online.explore_temperature),
                                     unnorm_key=self.policy.unnorm_key)
-            act = self.policy_update.operator.with_policy(sampler).actor(self.generator, choice="argmax")
+        if cfg.online.collect_with == "operator":
+            act = self.policy_update.operator.with_policy(sampler).actor(self.generator)
         else:
-            act = greedy_actor(self.policy, cfg.online.explore_temperature, self.generator)
+            def act(obs: Any) -> np.ndarray:
+                with torch.no_grad():
+                    return sampler.sample_actions(obs, 1, generator=self.generator).actions[:, 0].cpu().numpy()
         result = run_episodes(self.env_adapter, act, episodes=cfg.online.episodes_per_round, seed=seed,
                               unnormalize=self.policy.unnormalize, keep_trajectories=True)
         episodes_to_buffer(result.trajectories, self.online, lambda a: a, cfg.data.gamma)
+        self.collected_steps = int(sum(len(t["action"]) for t in result.trajectories))
         return {"online/collect_success": result.success_rate, "online/episodes": float(self.online.num_episodes),
+                "online/env_steps": float(self.collected_steps),
                 **{f"online/{k}": v for k, v in self.env_adapter.metrics(result).items()}}
 
     def _collect_from_robot(self) -> dict[str, float]:
@@ -304,7 +314,9 @@ class ParlRecipe:
         chosen = robot.wait(count, consumed, timeout_s=cfg.online.robot.wait_timeout_s,
                             progress=cfg.run.progress and main, hint=self._robot_hint() if main else None)
         episodes = robot.load(chosen)
-        episodes_to_buffer([robot.to_learner(e) for e in episodes], self.online, lambda a: a, cfg.data.gamma)
+        trajectories = [robot.to_learner(e) for e in episodes]
+        self.collected_steps = int(sum(len(t["action"]) for t in trajectories))
+        episodes_to_buffer(trajectories, self.online, lambda a: a, cfg.data.gamma)
         stats = {**{f"online/{k}": v for k, v in robot_metrics(episodes).items()},
                  "online/episodes": float(self.online.num_episodes)}
         self.robot_rounds.append({"episodes": [e.server_id for e in episodes], "metrics": dict(stats)})
@@ -373,7 +385,7 @@ class ParlRecipe:
             bar.update(1)
             _show_losses(bar, self.last_stats)
             if self.refresh == cfg.parl.offline_refreshes:
-                self._reset_policy_optimizer()
+                self._reset_at_switch()
             self.save_checkpoint()
             if self.refresh == cfg.parl.offline_refreshes and self.on_stage_end is not None:
                 self.on_stage_end("offline", self.policy)
@@ -391,7 +403,7 @@ class ParlRecipe:
                     stats = self.collect()
                 broadcast_generator(self.generator)   # the ranks' episodes drew from it differently
             self.logger.log(self.round + 1, stats, phase="collect", round=self.round)
-            self.improve(cfg.online.critic_steps_per_round, cfg.online.distill_steps_per_round)
+            self.improve(*self._round_updates())
             self.round += 1
             bar.update(1)
             _show_losses(bar, self.last_stats)
@@ -404,9 +416,26 @@ class ParlRecipe:
         if cfg.online.rounds and self.on_stage_end is not None:
             self.on_stage_end("online", self.policy)
 
-    def _reset_policy_optimizer(self) -> None:
-        """Official PA-RL: the policy optimiser state is reset at the offline→online switch."""
-        self.policy_optimizer.load_state_dict(self._policy_optimizer().state_dict())
+    def _round_updates(self) -> tuple[int, int]:
+        """(critic steps, distillation steps) of this online round: fixed counts, or with
+        online.updates_per_env_step = u, u × the env steps the round collected for both (official PA-RL: u = 1)."""
+        online = self.cfg.online
+        if online.updates_per_env_step is None:
+            return online.critic_steps_per_round, online.distill_steps_per_round
+        steps = self.collected_steps
+        if self.accelerator.num_processes > 1 and self.cfg.online.env != "robot":
+            # every rank collected its own episodes and takes the same number of steps: the global count
+            steps = int(mean_over_ranks({"n": float(steps)})["n"] * self.accelerator.num_processes)
+        updates = max(1, round(online.updates_per_env_step * steps))
+        return updates, updates
+
+    def _reset_at_switch(self) -> None:
+        """At the offline→online switch, fresh optimiser states for parl.reset_at_switch (official PA-RL: the
+        critic's; its Adam moments from offline training would otherwise steer the first online updates)."""
+        if "critic" in self.cfg.parl.reset_at_switch:
+            self.critic_optimizer.load_state_dict(self._critic_optimizer().state_dict())
+        if "policy" in self.cfg.parl.reset_at_switch:
+            self.policy_optimizer.load_state_dict(self._policy_optimizer().state_dict())
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:

@@ -71,7 +71,8 @@ def bench_replay(tmp: Path, epochs: int, episodes: int, steps: int, image: int, 
     from vla_parl.data.replay import ReplayBuffer, sample_mixed
 
     rng = np.random.default_rng(0)
-    off, on = ReplayBuffer(tmp / "offline", mc_gamma=0.99), ReplayBuffer(tmp / "online", mc_gamma=0.99)
+    off = ReplayBuffer(tmp / "offline", mc_gamma=0.99, mc_tail="truncated")
+    on = ReplayBuffer(tmp / "online", mc_gamma=0.99, mc_tail="truncated")
     t0 = time.perf_counter()
     for e in range(episodes):
         buf = off if e % 2 == 0 else on

@@ -101,7 +101,7 @@ def _legacy_improvement() -> Any:
     """The refined-mode settings for a critic saved without its own (what the server always used)."""
     from vla_parl.parl import ImprovementConfig
 
-    return ImprovementConfig(num_samples=16, top_k=10, num_steps=10, step_size=3e-4)
+    return ImprovementConfig(num_samples=16, top_k=10, num_steps=10, step_size=3e-4, action_mask="except_last")
 
 
 class PolicyEngine:

@@ -150,7 +150,7 @@ class EpisodeStore:
         self.root = Path(root)
         self.engine = engine
         self.timeout, self.max_steps, self.max_open = timeout, max_steps, max_open
-        self.buffer = ReplayBuffer(self.root, mc_gamma=gamma)
+        self.buffer = ReplayBuffer(self.root, mc_gamma=gamma, mc_tail="failure")   # robot episodes: Cal-QL's rule
         self._lock = threading.Lock()           # sessions, closed ids, summaries
         self._write_lock = threading.Lock()     # the replay buffer (one writer)
         self._open: dict[str, _Session] = {}

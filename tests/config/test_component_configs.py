@@ -29,8 +29,8 @@ def test_recipe_sections_are_the_library_configs():
     assert type(cfg.critic) is CriticConfig and type(cfg.lora) is LoraSettings
     # the file's settings reach the library objects as they are: no copy in between to drop a field
     assert cfg.action_optimizer == ImprovementConfig(num_samples=16, choice="argmax", top_k=4, num_steps=10,
-                                                     step_size=0.05)
-    assert cfg.objective == CriticUpdateConfig(objective="calql", cql_alpha=1.0, cql_n_actions=4, num_samples=8,
+                                                     step_size=0.05, action_mask="except_last")
+    assert cfg.objective == CriticUpdateConfig(objective="calql", cql_alpha=2.0, cql_n_actions=4, num_samples=8,
                                                polyak_tau=0.01)
     # one default per knob: a recipe that does not set a section gets the library's defaults
     assert RECIPES["critic"]().objective == CriticUpdateConfig()

@@ -11,7 +11,7 @@ def _replay(root):
     from vla_parl.data.replay import ReplayBuffer
 
     rng = np.random.default_rng(0)
-    buf = ReplayBuffer(root, mc_gamma=0.9)
+    buf = ReplayBuffer(root, mc_gamma=0.9, mc_tail="truncated")
     episodes = []
     for e, T in enumerate((4, 6, 5)):
         image = np.zeros((T + 1, 24, 24, 3), np.uint8)

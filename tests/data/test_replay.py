@@ -35,7 +35,7 @@ def _check_episode(buf, eid, **kw):
 
 
 def test_roundtrip_reopen_continue(tmp_path):
-    with ReplayBuffer(tmp_path / "b", mc_gamma=0.5) as buf:
+    with ReplayBuffer(tmp_path / "b", mc_gamma=0.5, mc_tail="truncated") as buf:
         for e in range(3):
             assert buf.add_episode(**_episode(e)) == e
         assert len(buf) == 15 and buf.has_mc_return
@@ -49,6 +49,18 @@ def test_roundtrip_reopen_continue(tmp_path):
     np.testing.assert_allclose(buf.episode(0)["mc_return"], [1.625, 3.25, 4.5, 5, 4])
     assert buf.add_episode(**_episode(3)) == 3
     buf.close()
+
+
+def test_mc_returns_follow_the_store_rule(tmp_path):
+    with pytest.raises(ConfigError, match="mc_gamma needs mc_tail.*'failure' for real-robot"):
+        ReplayBuffer(tmp_path / "none", mc_gamma=0.5)
+    failed = dict(_episode(0, T=3, terminal=False), reward=-np.ones(3, np.float32))
+    # gamma 0.5, r = [-1, -1, -1] never successful: a real-robot store values it -1/(1 - 0.5) = -2 everywhere,
+    # a simulated/offline one by the truncated sum [-1.75, -1.5, -1]
+    for tail, expected in (("failure", [-2, -2, -2]), ("truncated", [-1.75, -1.5, -1.0])):
+        with ReplayBuffer(tmp_path / tail, mc_gamma=0.5, mc_tail=tail) as buf:
+            buf.add_episode(**failed)
+            np.testing.assert_allclose(buf.episode(0)["mc_return"], expected)
 
 
 def test_sample_batch_and_n_step(tmp_path):
@@ -78,7 +90,8 @@ def test_sample_batch_and_n_step(tmp_path):
 
 
 def test_mixed_ratio(tmp_path):
-    off, on = ReplayBuffer(tmp_path / "off", mc_gamma=0.9), ReplayBuffer(tmp_path / "on", mc_gamma=0.9)
+    off = ReplayBuffer(tmp_path / "off", mc_gamma=0.9, mc_tail="truncated")
+    on = ReplayBuffer(tmp_path / "on", mc_gamma=0.9, mc_tail="truncated")
     for e in range(3):
         off.add_episode(**_episode(e))
     rng = np.random.default_rng(0)

@@ -19,12 +19,18 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["seeds"]["0"]["phases"]
-    assert set(rows) == {"sft", "offline", "online", "vgps", "no_local_steps"}
+    # both policy classes (the diffusion one in a process of its own), every phase alone and with the operator
+    assert set(rows) == {f"{kind}/{row}" for kind in ("openvla", "diffusion") for row in (
+        "sft/policy", "vgps/operator", *(f"{phase}/{acting}" for phase in ("offline", "online", "no_local_steps")
+                                         for acting in ("policy", "operator")))}
+    assert set(summary["mean"]) == set(rows) and "total_wall_time_s" in summary
+    assert {"diffusion/sft", "diffusion/parl_total"} <= set(summary["seeds"]["0"]["wall_time_s"])
+    assert (out / "seed_0" / "diffusion" / "parl" / "final" / "model" / "config.json").is_file()
     for row in rows.values():
         assert row["episodes"] == 3 and 0 <= row["interval95"][0] <= row["success_rate"] <= row["interval95"][1] <= 1
     assert {"sft", "critic", "parl_total"} <= set(summary["seeds"]["0"]["wall_time_s"])
     report = (out / "report.md").read_text()
-    assert "| online PA-RL |" in report and "Wilson" in report
+    assert "| tiny OpenVLA: online PA-RL, policy + operator |" in report and "Wilson" in report
     # the final checkpoint is servable: a merged OpenVLA and the critic
     from vla_parl.critic import QCritic
     from vla_parl.models import OpenVLA
@@ -38,6 +44,14 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("sft/loss" in r for r in records) and any("critic/loss" in r for r in records)
     assert any("policy/distill_loss" in r for r in records)
+    assert any(r.get("run") == "diffusion/parl" and "policy/diffusion_loss" in r for r in records)   # the worker's
     # a finished seed keeps its phases' outputs and online replay, not their rebuilt copies of the demos
     assert not list((out / "seed_0").glob("*/data")) and (out / "seed_0" / "parl" / "replay").is_dir()
     assert (out / "seed_0" / "sft" / "final" / "model").is_dir()
+    # `eval tabletop` on the run's checkpoint and critic takes the run's settings and reproduces its online rows
+    proc, _ = run_cli("eval", "tabletop", "--checkpoint", str(out / "final" / "model"), "--critic",
+                      str(out / "final" / "critic"), "--output-dir", str(tmp_path / "eval"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    evaluated = json.loads((tmp_path / "eval" / "tabletop_results.json").read_text())["rows"]
+    for acting in ("policy", "operator"):
+        assert evaluated[acting] == rows[f"openvla/online/{acting}"], acting

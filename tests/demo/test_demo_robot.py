@@ -18,7 +18,7 @@ def test_the_demo_online_phase_through_server_learner_and_simulated_robots(tmp_p
 
     out = tmp_path / "demo"
     proc, _ = run_cli("run", "demo", "--config", "demo_ci", "--output-dir", str(out), "online.env=robot",
-                      "online.rounds=2", "ablations=[]", "eval.episodes=2")
+                      "online.rounds=2", "ablations=[]", "eval.episodes=2", "policies=[openvla]")
     assert proc.returncode == 0, proc.stderr[-4000:]
     robot = out / "seed_0" / "robot"
     assert "online through the robot loop" in proc.stdout
@@ -35,5 +35,6 @@ def test_the_demo_online_phase_through_server_learner_and_simulated_robots(tmp_p
     assert [r["online/collect_episodes/v0" if r["round"] == 0 else "online/collect_episodes/v1"]
             for r in collected] == [2.0, 2.0]
     rows = json.loads((out / "summary.json").read_text())["seeds"]["0"]["phases"]
-    assert set(rows) == {"sft", "offline", "online"}
+    assert set(rows) == {f"openvla/{phase}/{acting}" for phase in ("offline", "online") for acting in
+                         ("policy", "operator")} | {"openvla/sft/policy"}
     assert (out / "final" / "model").is_dir()

@@ -22,21 +22,40 @@ def test_wilson_interval_matches_the_formula():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-def test_summary_pools_seeds_and_reports_the_gain(tmp_path):
-    def row(successes, n=10):
-        return EvalResult(successes=[True] * successes + [False] * (n - successes), lengths=[5] * n).summary()
+SFT, ONLINE, ONLINE_OP, VGPS = ("openvla/sft/policy", "openvla/online/policy", "openvla/online/operator",
+                                "openvla/vgps/operator")
 
-    results = {0: {"sft": row(3), "online": row(6)}, 1: {"sft": row(4), "online": row(8)}}
+
+def _row(successes, n=10):
+    return EvalResult(successes=[True] * successes + [False] * (n - successes), lengths=[5] * n).summary()
+
+
+def test_summary_pools_seeds_and_reports_the_gain(tmp_path):
+    results = {0: {SFT: _row(3), ONLINE: _row(6), ONLINE_OP: _row(9), VGPS: _row(7)},
+               1: {SFT: _row(4), ONLINE: _row(8), ONLINE_OP: _row(10), VGPS: _row(8)}}
     wall = {0: {"sft": 10.0, "parl_total": 20.0}, 1: {"sft": 11.0, "parl_total": 21.0}}
     summary = write_summary(tmp_path / "summary.json", {"seeds": [0, 1]}, results, wall, 62.0)
-    assert summary["mean"]["sft"]["successes"] == 7 and summary["mean"]["sft"]["episodes"] == 20
-    assert summary["mean"]["online"]["seed_mean"] == pytest.approx(0.7)
-    assert summary["online_minus_sft_points"] == pytest.approx(35.0)   # (0.6 + 0.8)/2 − (0.3 + 0.4)/2
-    assert json.loads((tmp_path / "summary.json").read_text())["total_wall_time_s"] == 62.0
+    assert summary["mean"][SFT]["successes"] == 7 and summary["mean"][SFT]["episodes"] == 20
+    assert summary["mean"][ONLINE]["seed_mean"] == pytest.approx(0.7)
+    assert summary["online_minus_sft_points"] == {"openvla": pytest.approx(35.0)}   # (0.6 + 0.8)/2 − (0.3 + 0.4)/2
+    assert summary["online_operator_minus_vgps_points"] == {"openvla": pytest.approx(20.0)}   # 0.95 − 0.75
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["total_wall_time_s"] == 62.0 and set(saved["mean"]) == {SFT, ONLINE, ONLINE_OP, VGPS}
+    assert all({"success_rate", "seed_mean"} <= set(v) for v in saved["mean"].values())
     write_report(tmp_path / "report.md", summary, "vla-parl run demo seeds=[0,1]", ["note"])
     text = (tmp_path / "report.md").read_text()
-    assert "| online PA-RL | 60% (6/10; 31–83) | 80% (8/10; 49–94) | 70.0% |" in text
-    assert "+35.0 points" in text
+    assert "| tiny OpenVLA: online PA-RL, policy alone | 60% (6/10; 31–83) | 80% (8/10; 49–94) | 70.0% |" in text
+    assert "| tiny OpenVLA: online PA-RL, policy + operator | 90% (9/10; 60–98) | 100% (10/10; 72–100) | 95.0% |" in text
+    assert "+35.0 points" in text and "+20.0 points" in text
+
+
+def test_row_keys_are_policy_phase_acting():
+    from vla_parl.demo.report import ROWS, row_key
+
+    assert row_key("diffusion", "online", "policy") == "diffusion/online/policy"
+    assert "openvla/vgps/policy" not in ROWS     # V-GPS is the operator over the SFT policy, by definition
+    with pytest.raises(ValueError, match="no demo row"):
+        row_key("openvla", "online", "greedy")
 
 
 def test_rollout_gif_pads_shorter_episodes_and_captions_each_panel(tmp_path):
@@ -78,16 +97,13 @@ def test_gifs_play_at_their_frame_rate(tmp_path):
 def test_merge_runs_combines_seeds_from_separate_run_dirs(tmp_path):
     from vla_parl.demo.merge import merge_runs
 
-    def row(successes, n=10):
-        return EvalResult(successes=[True] * successes + [False] * (n - successes), lengths=[5] * n).summary()
-
     for seed, (sft, online) in {0: (2, 5), 1: (3, 7)}.items():
         run = tmp_path / f"s{seed}"
         run.mkdir()
-        (run / "demo_state.json").write_text(json.dumps({"results": {str(seed): {"sft": row(sft), "online": row(online)}},
+        (run / "demo_state.json").write_text(json.dumps({"results": {str(seed): {SFT: _row(sft), ONLINE: _row(online)}},
                                                          "wall": {str(seed): {"sft": 1.0}}}))
     summary = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
-    assert summary["mean"]["sft"]["successes"] == 5 and summary["online_minus_sft_points"] == pytest.approx(35.0)
+    assert summary["mean"][SFT]["successes"] == 5 and summary["online_minus_sft_points"]["openvla"] == pytest.approx(35.0)
     assert "seed 0 | seed 1" in (tmp_path / "merged" / "report.md").read_text()
     assert (tmp_path / "merged" / "curves_success.png").stat().st_size > 0
     with pytest.raises(SystemExit):

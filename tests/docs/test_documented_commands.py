@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         (RUN, "dataset_statistics.json"),
     "vla-parl eval tabletop --checkpoint runs/demo/final/model --task reach --max-episode-steps 20 --targets red "
     "--output-dir runs/eval": (RUN, "runs/eval/tabletop_results.json"),
+    "vla-parl eval tabletop --checkpoint runs/demo/final/model --critic runs/demo/final/critic --output-dir "
+    "runs/eval_demo": (RUN, "runs/eval_demo/tabletop_results.json"),
     "vla-parl eval calvin --checkpoint DIR --unnorm-key calvin --workers 8 --output-dir runs/calvin":
         (CHECK, "1000 chains × 5 subtasks on 8 workers; the CLI runs in tests/eval/test_calvin_cli.py"),
     'vla-parl eval bridge --checkpoint DIR --data-dir /data/rlds --split "train[95%:]" --output-dir runs/bridge':
@@ -343,6 +345,8 @@ def test_documented_commands_run(document, inputs, tmp_path, monkeypatch, capsys
         if "runs/demo/final/model" in args and not Path("runs/demo/final/model").exists():
             # the demo's servable model, without the 13-min demo: the walk-through's PA-RL model stands in
             shutil.copytree("runs/parl/final/model", "runs/demo/final/model")
+        if "runs/demo/final/critic" in args and not Path("runs/demo/final/critic").exists():
+            shutil.copytree("runs/parl/final/critic", "runs/demo/final/critic")     # and its critic
         try:
             code, out, err = _run_cli(args, capsys)
         except SystemExit as exc:      # argparse --help

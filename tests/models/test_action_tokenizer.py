@@ -52,3 +52,33 @@ def test_torch_matches_numpy(x):
     ids_t = TOK.encode(torch.from_numpy(x))
     assert ids_t.dtype == torch.int64 and ids_t.tolist() == ids_np.tolist()
     np.testing.assert_allclose(TOK.decode(ids_t).numpy(), TOK.decode(ids_np), atol=1e-7)
+
+
+def _official_encode(x: np.ndarray) -> np.ndarray:
+    """OpenVLA's rule, written out: vocab_end − digitize(clip(x, −1, 1), linspace(−1, 1, 256))."""
+    return 32000 - np.digitize(np.clip(x, -1.0, 1.0), np.linspace(-1.0, 1.0, 256))
+
+
+def test_encode_is_the_official_rule_on_a_grid():
+    grid = np.concatenate([np.linspace(-1.2, 1.2, 20_001), TOK.bins, TOK.bin_centers])
+    np.testing.assert_array_equal(TOK.encode(grid), _official_encode(grid))
+    np.testing.assert_array_equal(TOK.encode(torch.from_numpy(grid)).numpy(), _official_encode(grid))
+    # the top is not a fixed point of encode ∘ decode: +1's token decodes to the last centre, which encodes one
+    # token lower — what `retokenize` exists for
+    assert TOK.encode(TOK.decode(np.array([31744]))).tolist() == [31745]
+
+
+def test_retokenize_inverts_decode_for_every_action_token_but_the_duplicate_top_one():
+    tokens = np.arange(TOK.token_start, TOK.token_end)
+    expected = np.where(tokens == TOK.vocab_end - 255, TOK.vocab_end - 256, tokens)   # 31745 → 31744
+    np.testing.assert_array_equal(TOK.retokenize(TOK.decode(tokens)), expected)
+    ids = torch.from_numpy(tokens)
+    retokenized = TOK.retokenize(TOK.decode(ids))                                    # float32 centres
+    assert retokenized.dtype == torch.int64 and retokenized.tolist() == expected.tolist()
+    # +1 is a fixed point of the round trip; elsewhere retokenize is encode (including beyond the box)
+    one = TOK.retokenize(np.array([1.0]))
+    assert one.tolist() == [31744] and TOK.retokenize(TOK.decode(one)).tolist() == [31744]
+    grid = np.linspace(-1.2, 1.2, 20_001)
+    below = grid < TOK.bin_centers[-1]
+    np.testing.assert_array_equal(TOK.retokenize(grid)[below], TOK.encode(grid)[below])
+    assert (TOK.retokenize(grid)[~below] == 31744).all()

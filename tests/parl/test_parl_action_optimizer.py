@@ -56,17 +56,28 @@ def test_bounds_are_respected_when_the_optimum_lies_outside():
     torch.testing.assert_close(out.actions, torch.tensor([[0.5, -0.5, 0.1]]), atol=1e-3, rtol=0)
 
 
-def test_default_mask_leaves_the_gripper_dim_as_sampled():
+def test_the_default_mask_moves_every_dim_and_except_last_keeps_the_gripper_as_sampled():
     obs, optimum, candidates = _problem(A=4)
-    out = _optimizer(top_k=3, num_steps=10, step_size=0.05)(QuadraticCritic(4), obs, candidates)
     q0 = QuadraticCritic(4).q_values(optimum, candidates)[0]
     top = q0.topk(3, dim=1).indices
     start = candidates.gather(1, top[..., None].expand(5, 3, 4))
-    torch.testing.assert_close(out.candidates[..., -1], start[..., -1])          # gripper untouched
-    assert ((out.candidates[..., :-1] - start[..., :-1]).abs().sum(-1) > 0).all()  # the rest moved
-    masked = _optimizer(top_k=3, num_steps=10, step_size=0.05, action_mask=[True, False, True, False])
+    settings = {"top_k": 3, "num_steps": 10, "step_size": 0.05}
+    default = _optimizer(**settings)(QuadraticCritic(4), obs, candidates).candidates
+    assert ((default - start).abs() > 0).all()                                   # every dim moved (official)
+    torch.testing.assert_close(_optimizer(**settings, action_mask="all")(QuadraticCritic(4), obs, candidates)
+                               .candidates, default)
+    gripper = _optimizer(**settings, action_mask="except_last")(QuadraticCritic(4), obs, candidates).candidates
+    torch.testing.assert_close(gripper[..., -1], start[..., -1])                  # the last dim as sampled
+    torch.testing.assert_close(gripper[..., :-1], default[..., :-1])              # the rest as with every dim
+    masked = _optimizer(**settings, action_mask=[True, False, True, False])
     moved = masked(QuadraticCritic(4), obs, candidates).candidates
     torch.testing.assert_close(moved[..., [1, 3]], start[..., [1, 3]])
+
+
+@pytest.mark.parametrize("mask", ["gripper", "ALL", 3, [1, 0, 1], ["yes"]])
+def test_a_bad_action_mask_is_a_config_error_naming_the_choices(mask):
+    with pytest.raises(ConfigError, match="action_mask must be null.*'all', 'except_last'.*list of booleans"):
+        ImprovementConfig(action_mask=mask)
 
 
 def test_global_step_keeps_the_true_top_k_in_order():
@@ -127,8 +138,9 @@ def test_bad_inputs_name_the_problem():
         _optimizer()(QuadraticCritic(3), obs, candidates[:, 0])
     with pytest.raises(ConfigError, match="action_mask has 2 entries"):
         _optimizer(action_mask=[True, False])(QuadraticCritic(3), obs, candidates)
-    with pytest.raises(ConfigError, match="action_mask='all'"):
-        _optimizer()(QuadraticCritic(1), Observation(state=torch.zeros(2, 1)), torch.zeros(2, 3, 1))
+    with pytest.raises(ConfigError, match="action_mask='except_last' selects no dims.*use action_mask='all'"):
+        _optimizer(action_mask="except_last")(QuadraticCritic(1), Observation(state=torch.zeros(2, 1)),
+                                              torch.zeros(2, 3, 1))
     with pytest.raises(ValueError, match="B = 5"):
         _optimizer()(QuadraticCritic(3), obs.index(slice(0, 2)), candidates)
     with pytest.raises(ConfigError, match="top_k"):

@@ -1,4 +1,5 @@
-"""`online.actor=operator`: PA-RL's online episodes act with the improvement operator (real CLI, demo_ci)."""
+"""`online.collect_with=operator` (the default): PA-RL's online episodes act with the improvement operator (real
+CLI, demo_ci)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def test_online_episodes_act_with_the_operator(tmp_path):
 
     out = tmp_path / "demo"
     proc, _ = run_cli("run", "demo", "--config", "demo_ci", "--output-dir", str(out), "eval.episodes=1",
-                      "ablations=[]", "run.threads=1", "online.actor=operator", "online.episodes_per_round=3")
+                      "ablations=[]", "run.threads=1", "online.collect_with=operator", "online.episodes_per_round=3",
+                      "policies=[openvla]")
     assert proc.returncode == 0, proc.stderr[-4000:]
     replay = ReplayBuffer(out / "seed_0" / "parl" / "replay" / "online", readonly=True)
     actions = np.concatenate([np.asarray(replay.episode(e)["action"]) for e in replay.episode_ids])

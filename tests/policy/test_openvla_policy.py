@@ -115,6 +115,29 @@ def test_distillation_retokenizes_bin_centres_exactly(golden_policy, golden_obs)
         golden_policy.supervised_loss(golden_obs, targets[:, :6])
 
 
+def test_distillation_labels_of_a_sampled_candidate_are_its_own_tokens_including_an_open_gripper():
+    """A candidate kept as sampled is distilled on its own tokens: +1's token 31744 stays 31744 (plain `encode`
+    of its decoded value would label it 31745)."""
+    from vla_parl.models import openvla_tiny
+
+    model = openvla_tiny(image_size=56, seed=3)
+    policy = OpenVLAPolicy(model)
+    obs = Observation(images=torch.zeros(2, 56, 56, 3, dtype=torch.uint8), instructions=["lift the red block"] * 2)
+    tokens = torch.tensor([[31900, 31800, 31871, 31999, 31750, 31760, 31744],
+                           [31870, 31871, 31872, 31873, 31874, 31875, 31744]])
+    targets = model.action_tokenizer.decode(tokens)
+
+    def loss_on(ids: torch.Tensor) -> float:
+        batch = model.processor.training_batch(list(obs.images.numpy()), obs.instructions, ids)
+        with torch.no_grad():
+            return float(model(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels).loss)
+
+    with torch.no_grad():
+        distilled = float(policy.supervised_loss(obs, targets).loss)
+    assert distilled == pytest.approx(loss_on(tokens), rel=1e-6)
+    assert distilled != pytest.approx(loss_on(model.action_tokenizer.encode(targets)), rel=1e-6)
+
+
 def test_distillation_moves_samples_toward_targets():
     """A few CE steps on one target action make it the most likely sample (LoRA-free tiny model)."""
     from vla_parl.models import openvla_tiny

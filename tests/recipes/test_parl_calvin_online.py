@@ -26,7 +26,7 @@ ARGS = ["policy=random", "critic.checkpoint=fresh",
 
 @pytest.mark.calvin_assets
 def test_parl_collects_calvin_parl_episodes_into_the_online_replay_and_logs_them(tmp_path):
-    from vla_parl.data import ReplayBuffer, mc_returns
+    from vla_parl.data import ReplayBuffer
     from vla_parl.data.synthetic import write_tiny_calvin
     from vla_parl.envs.calvin.tasks import PARL_INSTRUCTION
 
@@ -47,14 +47,17 @@ def test_parl_collects_calvin_parl_episodes_into_the_online_replay_and_logs_them
         assert ep["action"].shape == (STEPS, 7) and np.abs(ep["action"]).max() <= 1.0   # normalised
         # the random tiny policy completes no subtask in 10 steps: reward = 0 − 4 at every step, not terminal
         assert ep["reward"].tolist() == [-4.0] * STEPS and not ep["meta"]["terminal"]
-        np.testing.assert_allclose(ep["mc_return"], mc_returns(ep["reward"], GAMMA, terminal=False))  # −4/(1−γ)
+        # a simulated episode cut by the time limit: the plain truncated sum, −4·(1 − γ^(T−t))/(1 − γ)
+        np.testing.assert_allclose(ep["mc_return"], -4 * (1 - GAMMA ** np.arange(STEPS, 0, -1)) / (1 - GAMMA),
+                                   rtol=1e-5)
         assert ep["meta"]["instruction"] == PARL_INSTRUCTION
     online.close()
-    # the offline windows are labelled the same way: the lightbulb turns on inside the second window
+    # the offline windows are labelled against the reset state too: in the second window (frames 12..26) the
+    # slider, the lightbulb and the drawer complete one after another; the third starts with all three done
     (store,) = [p for p in (tmp_path / "stores").iterdir() if p.is_dir()]   # the dataset's shared offline store
     offline = ReplayBuffer(store, gamma=GAMMA, readonly=True)
     rewards = np.concatenate([offline.episode(e)["reward"] for e in offline.episode_ids])
-    assert set(rewards.tolist()) == {-4.0, -3.0}
+    assert set(rewards.tolist()) == {-4.0, -3.0, -2.0, -1.0}
     offline.close()
 
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -42,7 +42,7 @@ def _store_episode(store, server_id: str, *, success: bool, version: int, steps:
                        "proprio": rng.normal(size=(steps + 1, 7)).astype(np.float32)},
                       np.clip(rng.normal(scale=0.5, size=(steps, 7)), -1, 1).astype(np.float32), reward,
                       terminal=success, instruction="reach the red block",
-                      mc_return=mc_returns(reward, 0.95, terminal=success),
+                      mc_return=mc_returns(reward, 0.95, tail="failure"),      # a robot episode
                       info={"server_episode_id": server_id, "policy_versions": [version] * steps, "success": success,
                             "source": "act"})
 

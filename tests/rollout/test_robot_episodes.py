@@ -88,3 +88,26 @@ def test_robot_metrics_count_each_episode_under_the_version_of_its_first_step(tm
     assert metrics["collect_return"] == pytest.approx((-2 - 3 - 2 - 3) / 4)
     assert (metrics["collect_episodes/v0"], metrics["collect_success/v0"]) == (1.0, 1.0)
     assert (metrics["collect_episodes/v1"], metrics["collect_success/v1"]) == (3.0, pytest.approx(1 / 3))
+
+
+def test_robot_episodes_reach_the_learner_with_the_real_robot_mc_rule(tmp_path):
+    """A failed robot episode enters the learner's replay worth −1/(1 − γ) at every step (Cal-QL's real-robot
+    rule); a simulated episode that ends unfinished keeps the truncated sum."""
+    from vla_parl.training.data import episodes_to_buffer
+
+    with ReplayBuffer(tmp_path / "episodes") as store:
+        _add(store, "failed", success=False)
+        _add(store, "solved", success=True)
+    robot = RobotEpisodes(tmp_path / "episodes")
+    robot.match_offline({"image": (56, 56, 3), "proprio": (7,)})
+    learner = [robot.to_learner(e) for e in robot.load([0, 1])]
+    assert [e["mc_tail"] for e in learner] == ["failure", "failure"]
+    simulated = {k: v for k, v in learner[0].items() if k not in ("mc_tail", "info")}   # as run_episodes returns it
+    with ReplayBuffer(tmp_path / "online") as online:
+        episodes_to_buffer([*learner, simulated], online, lambda a: a, 0.5)
+        # γ = 0.5. failed robot, r = [−1, −1, −1]: −1/(1 − 0.5) = −2 everywhere;
+        # solved robot, r = [−1, −1, 0]: G2 = 0, G1 = −1, G0 = −1.5;
+        # simulated failure, the truncated sum: G2 = −1, G1 = −1.5, G0 = −1.75
+        np.testing.assert_allclose(online.episode(0)["mc_return"], [-2, -2, -2])
+        np.testing.assert_allclose(online.episode(1)["mc_return"], [-1.5, -1.0, 0.0])
+        np.testing.assert_allclose(online.episode(2)["mc_return"], [-1.75, -1.5, -1.0])

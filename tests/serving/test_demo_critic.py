@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     proc, _ = run_cli("run", "demo", "--config", "demo_ci", "--output-dir", str(out), "eval.episodes=1",
-                      "ablations=[]", "run.threads=1")
+                      "ablations=[]", "run.threads=1", "policies=[openvla]")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out / "final"
 

@@ -10,7 +10,6 @@ import requests
 
 from tests.serving._helpers import INSTRUCTION, scene
 from vla_parl.data import ReplayBuffer
-from vla_parl.data.rewards import mc_returns
 
 KEY = "bridge_orig"        # scaled statistics: normalised and robot-unit actions differ
 
@@ -104,7 +103,8 @@ def test_an_episode_recorded_through_act_is_stored_normalised_with_sparse_reward
     assert np.abs(stored["action"]).max() <= 1.0 and not np.allclose(stored["action"][:, :6], served[:, :6])
     np.testing.assert_allclose(normalizer.unnormalize(stored["action"]), served, atol=1e-6)
     np.testing.assert_array_equal(stored["reward"], [-1.0, -1.0, 0.0])
-    np.testing.assert_allclose(stored["mc_return"], mc_returns(np.array([-1.0, -1.0, 0.0]), 0.99, terminal=True))
+    # a success: the plain sum, γ = 0.99: G2 = 0, G1 = −1, G0 = −1 + 0.99·(−1) = −1.99
+    np.testing.assert_allclose(stored["mc_return"], [-1.99, -1.0, 0.0], rtol=1e-6)
     meta = stored["meta"]
     assert meta["terminal"] and meta["instruction"] == INSTRUCTION and meta["num_obs"] == 4
     assert meta["info"] == {"server_episode_id": episode_id, "policy_versions": [0, 0, 0],
@@ -123,7 +123,8 @@ def test_given_rewards_and_executed_actions_replace_the_sparse_rewards_and_serve
                                atol=1e-6)
     np.testing.assert_array_equal(stored["reward"], [0.0, 0.5, 1.0])
     assert not stored["meta"]["terminal"]        # no success label: a time-limit end, bootstrapped
-    np.testing.assert_allclose(stored["mc_return"], mc_returns(np.array([0.0, 0.5, 1.0]), 0.99, terminal=False))
+    # the robot's own rewards, not all −1: the plain sum, G2 = 1, G1 = 0.5 + 0.99 = 1.49, G0 = 0.99·1.49 = 1.4751
+    np.testing.assert_allclose(stored["mc_return"], [1.4751, 1.49, 1.0], rtol=1e-6)
     info = stored["meta"]["info"]
     assert info["executed_steps"] == [1] and info["served_actions"] == served and info["success"] is None
     assert stored["obs"]["image"].shape == (3, 32, 32, 3) and stored["obs"]["proprio"].shape == (3, 3)
@@ -134,6 +135,8 @@ def test_a_failed_episode_gets_minus_one_everywhere_and_an_upload_is_stored_as_g
     _act(url, failed, 20)
     assert _post(url, f"/v1/episodes/{failed}/end", {"success": False}).status_code == 200
     assert _stored(store_dir, failed)["reward"].tolist() == [-1.0]
+    # Cal-QL's real-robot rule: a never-successful episode is worth −1/(1 − 0.99) = −100 at every step
+    np.testing.assert_allclose(_stored(store_dir, failed)["mc_return"], [-100.0], rtol=1e-5)
 
     actions = [[0.01 * t, 0.0, -0.01, 0.05, 0.0, 0.0, float(t % 2)] for t in range(3)]
     upload = _post(url, "/v1/episodes/upload", {

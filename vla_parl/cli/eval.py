@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -50,20 +51,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calvin.add_argument("--output-dir", required=True)
     calvin.set_defaults(handler=_calvin)
 
-    tabletop = kinds.add_parser("tabletop", help="success rate on the built-in simulator (seeded episodes, 95%% CI)",
-                                description="Success rate of a checkpoint on the built-in pybullet tabletop over a "
-                                            "fixed set of seeded episodes, greedy or critic-re-ranked.")
-    tabletop.add_argument("--checkpoint", required=True, help="OpenVLA checkpoint dir (e.g. runs/demo/final/model)")
-    tabletop.add_argument("--task", default="reach", choices=["reach", "push", "lift"])
-    tabletop.add_argument("--episodes", type=int, default=40)
-    tabletop.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i")
+    tabletop = kinds.add_parser(
+        "tabletop", help="success rate on the built-in simulator (seeded episodes, 95%% CI)",
+        description="Success rate of a checkpoint on the built-in pybullet tabletop over a fixed set of seeded "
+                    "episodes: the policy alone (greedy) and, with --critic, policy + PA-RL operator too. The "
+                    "task, targets, image size, episode length and evaluation episodes default to those of the run "
+                    "that wrote the checkpoint (<run>/config.yaml beside <run>/final/model), the operator's settings "
+                    "to those saved with the critic; flags override.")
+    tabletop.add_argument("--checkpoint", required=True,
+                          help="policy dir: an OpenVLA (e.g. runs/demo/final/model; alone: greedy) or a diffusion/"
+                               "Gaussian policy of a policy.type=... run (alone: one sample per step)")
+    tabletop.add_argument("--task", default=None, choices=["reach", "push", "lift"], help="default: the run's, else reach")
+    tabletop.add_argument("--episodes", type=int, default=None, help="default: the run's eval.episodes, else 40")
+    tabletop.add_argument("--seed", type=int, default=None,
+                          help="episode i resets with seed + i (default: the run's eval.seed, else 10000)")
     tabletop.add_argument("--unnorm-key", default=None)
-    tabletop.add_argument("--critic", default=None, help="critic dir: act by re-ranking + local steps (PA-RL operator)")
+    tabletop.add_argument("--critic", default=None, help="critic dir: also act with the PA-RL operator over the "
+                                                         "policy's samples (N → top-k → local steps → max-Q)")
     _add_operator_flags(tabletop, legacy="16, 4, 10 and 0.05")
-    tabletop.add_argument("--image-size", type=int, default=56, help="rendered frame size the policy sees")
-    tabletop.add_argument("--max-episode-steps", type=int, default=25)
+    tabletop.add_argument("--image-size", type=int, default=None,
+                          help="rendered frame size the policy sees (default: the run's, else 56)")
+    tabletop.add_argument("--max-episode-steps", type=int, default=None, help="default: the run's, else 25")
     tabletop.add_argument("--targets", nargs="+", default=None, metavar="COLOUR",
-                          help="target block colours to draw from (default: all), as the config's data.targets")
+                          help="target block colours to draw from (default: the run's data.targets, else all)")
     tabletop.add_argument("--gif", type=int, default=0, help="record the first N episodes as rollout GIFs")
     tabletop.add_argument("--output-dir", required=True)
     tabletop.set_defaults(handler=_tabletop)
@@ -172,46 +182,106 @@ def _calvin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tabletop(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+_TABLETOP_DEFAULTS = {"task": "reach", "episodes": 40, "seed": 10_000, "image_size": 56, "max_episode_steps": 25,
+                      "targets": None}
 
-    _check_inputs(args)
-    from vla_parl.eval.tabletop import evaluate_tabletop, greedy_actor, improvement_actor
+
+def _run_settings(checkpoint: str) -> tuple[dict[str, Any], Path | None]:
+    """The environment and evaluation settings of the run that exported `checkpoint` (`<run>/final/model` beside
+    `<run>/config.yaml`, as the sft, parl and demo recipes write it), as `eval tabletop` option names."""
+    import yaml
+
+    path = Path(checkpoint).expanduser().resolve().parent.parent / "config.yaml"
+    if not path.is_file():
+        return {}, None
+    config = yaml.safe_load(path.read_text()) or {}
+    data, evaluation = config.get("data") or {}, config.get("eval") or {}
+    if data.get("kind") != "tabletop":
+        return {}, None
+    settings = {"task": data.get("task"), "image_size": data.get("env_image_size"),
+                "max_episode_steps": data.get("max_episode_steps"), "targets": data.get("targets"),
+                "episodes": evaluation.get("episodes"), "seed": evaluation.get("seed"),
+                "num_samples": evaluation.get("vgps_num_samples")}
+    return {k: v for k, v in settings.items() if v is not None}, path
+
+
+def _load_policy(checkpoint: str, unnorm_key: str | None) -> tuple[Any, Any]:
+    """The `Policy` in `checkpoint` — an OpenVLA (greedy alone), or the diffusion/Gaussian policy a
+    `policy.type=...` run saved (one sample alone) — and the instruction tokenizer its critics embed with
+    (None: the critic's own hashed words)."""
+    from vla_parl.policy._common import checkpoint_kind
+
+    kind = checkpoint_kind(checkpoint)
+    if kind in ("DiffusionPolicy", "GaussianPolicy"):
+        from vla_parl import policy as policies
+
+        policy = getattr(policies, kind).load(checkpoint)
+        if unnorm_key is not None and unnorm_key != policy.unnorm_key:
+            from vla_parl.errors import ConfigError
+
+            raise ConfigError(f"--unnorm-key {unnorm_key}: {checkpoint} holds a {kind} with the statistics of "
+                              f"{policy.unnorm_key!r} only; drop --unnorm-key")
+        return policy.eval(), None
     from vla_parl.models import OpenVLA
     from vla_parl.policy.openvla import OpenVLAPolicy
 
-    model = OpenVLA.from_pretrained(args.checkpoint)
-    policy = OpenVLAPolicy(model, unnorm_key=args.unnorm_key)
+    model = OpenVLA.from_pretrained(checkpoint)
+    return OpenVLAPolicy(model, unnorm_key=unnorm_key), model.processor.tokenizer.encode_batch
+
+
+def _tabletop(args: argparse.Namespace) -> int:
+    import json
+
+    _check_inputs(args)
+    from vla_parl.eval.tabletop import evaluate_tabletop, improvement_actor, policy_actor
+
+    run, source = _run_settings(args.checkpoint)
+    for name, default in _TABLETOP_DEFAULTS.items():   # flag > the run's setting > the built-in default
+        if getattr(args, name) is None:
+            setattr(args, name, run.get(name, default))
+    if args.num_samples is None and args.critic:       # the demo's evaluation N (eval.vgps_num_samples)
+        args.num_samples = run.get("num_samples")
+    if source is not None:
+        print(f"settings from {source}: task {args.task}, targets {args.targets or 'all'}, {args.image_size} px, "
+              f"{args.max_episode_steps}-step episodes, {args.episodes} episodes from seed {args.seed}")
+    policy, tokenize = _load_policy(args.checkpoint, args.unnorm_key)
+    actors = {"policy": policy_actor(policy, seed=args.seed)}
     operator = None
     if args.critic:
         from vla_parl.critic import QCritic
         from vla_parl.parl import ImprovementConfig, ImprovementOperator
 
-        critic = QCritic.load(args.critic, tokenize=model.processor.tokenizer.encode_batch).eval()
+        critic = QCritic.load(args.critic, tokenize=tokenize).eval()
         # the tabletop demo's settings for a critic saved without its own
         legacy = ImprovementConfig(num_samples=16, top_k=4, num_steps=10, step_size=0.05)
         operator = ImprovementOperator.from_critic(critic, policy, fallback=legacy, **_operator_overrides(args))
-        act, mode = improvement_actor(operator, seed=args.seed), "refined"
-    else:
-        act, mode = greedy_actor(policy), "greedy"
-    result = evaluate_tabletop(act, task=args.task, episodes=args.episodes, seed=args.seed,
-                               unnormalize=policy.unnormalize, image_size=args.image_size,
-                               max_episode_steps=args.max_episode_steps, targets=args.targets, record=args.gif)
+        actors["operator"] = improvement_actor(operator, seed=args.seed)
+    from vla_parl.demo.report import save_gif
+    from vla_parl.utils.files import atomic_write_text
+
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"task": args.task, "mode": mode, "checkpoint": str(args.checkpoint), **result.summary()}
-    if operator is not None:
-        summary["improvement"] = operator.config.to_dict()
-    (out / "tabletop_results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if result.frames:
-        from vla_parl.demo.report import save_gif
-
+    rows = {}
+    for acting, act in actors.items():
+        result = evaluate_tabletop(act, task=args.task, episodes=args.episodes, seed=args.seed,
+                                   unnormalize=policy.unnormalize, image_size=args.image_size,
+                                   max_episode_steps=args.max_episode_steps, targets=args.targets, record=args.gif)
+        rows[acting] = result.summary()
+        label = "policy alone" if acting == "policy" else "policy + operator"
         for i, frames in enumerate(result.frames):
             outcome = "success" if result.successes[i] else "failure"
-            save_gif(out / f"rollout_{i}.gif", list(frames), caption=f"{mode}, episode {i}: {outcome}")
-    low, high = result.interval
-    print(f"{args.task} ({mode}): success {100 * result.success_rate:.1f}% "
-          f"({summary['successes']}/{result.episodes}, 95% CI {100 * low:.0f}–{100 * high:.0f}%)")
+            save_gif(out / f"rollout_{acting}_{i}.gif", list(frames), caption=f"{label}, episode {i}: {outcome}")
+        low, high = result.interval
+        print(f"{args.task} ({label}): success {100 * result.success_rate:.1f}% "
+              f"({rows[acting]['successes']}/{result.episodes}, 95% CI {100 * low:.0f}–{100 * high:.0f}%)")
+    main = "operator" if operator is not None else "policy"
+    summary = {"task": args.task, "mode": "refined" if operator is not None else "greedy",
+               "checkpoint": str(args.checkpoint), **rows[main], "rows": rows,
+               "settings": {"targets": args.targets, "image_size": args.image_size,
+                            "max_episode_steps": args.max_episode_steps, "seed": args.seed,
+                            "from": str(source) if source else None}}
+    if operator is not None:
+        summary["improvement"] = operator.config.to_dict()
+    atomic_write_text(out / "tabletop_results.json", json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out / 'tabletop_results.json'}")
     return 0

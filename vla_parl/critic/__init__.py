@@ -19,7 +19,7 @@ from vla_parl.critic.configuration import CriticConfig
 __all__ = [
     "CriticConfig", "CriticOutput", "QCritic", "critic_resnet18", "critic_state",
     "HashingTokenizer", "ImageEncoder", "InstructionEncoder", "ObservationEncoder", "EnsembleQ",
-    "CQLLoss", "cql_loss", "CalQLLoss", "calql_loss", "mc_return_to_go", "IQLLoss", "expectile_loss",
+    "CQLLoss", "cql_loss", "CalQLLoss", "calql_loss", "IQLLoss", "expectile_loss",
     "iql_loss", "min_over_random_subset", "td_target",
 ]
 
@@ -27,7 +27,7 @@ _LAZY = {
     **dict.fromkeys(["CriticOutput", "QCritic", "critic_resnet18", "critic_state"], "critic"),
     **dict.fromkeys(["HashingTokenizer", "ImageEncoder", "InstructionEncoder", "ObservationEncoder"], "encoders"),
     "EnsembleQ": "ensemble",
-    **dict.fromkeys(["CQLLoss", "cql_loss", "CalQLLoss", "calql_loss", "mc_return_to_go", "IQLLoss",
+    **dict.fromkeys(["CQLLoss", "cql_loss", "CalQLLoss", "calql_loss", "IQLLoss",
                      "expectile_loss", "iql_loss", "min_over_random_subset", "td_target"], "objectives"),
 }
 

@@ -54,7 +54,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from vla_parl.data._io import atomic_write_bytes, atomic_write_json, fsync_dir
-from vla_parl.data.rewards import mc_returns, n_step_returns
+from vla_parl.data.rewards import MC_TAILS, mc_returns, n_step_returns
 from vla_parl.errors import ConfigError, VLAParlError
 
 __all__ = ["ReplayBuffer", "sample_mixed", "to_torch"]
@@ -77,8 +77,11 @@ class ReplayBuffer:
         root: buffer folder (created if missing, reopened and continued if it exists).
         gamma: discount for n-step rewards.
         n_step: horizon n of the returned transitions.
-        mc_gamma: when set, `add_episode` computes ``mc_return`` with this γ if none is given
-            (terminal episodes: plain sum; others: last reward repeated, see `mc_returns`).
+        mc_gamma: when set, `add_episode` computes ``mc_return`` with this γ if none is given, by the rule
+            `mc_tail`.
+        mc_tail: Cal-QL's rule for episodes that end without success (`vla_parl.data.rewards.mc_returns`):
+            ``"truncated"`` (simulated and offline data) or ``"failure"`` (real-robot episodes); required
+            with `mc_gamma`, so every store says which data it holds.
         readonly: open without taking the writer lock (no appends).
         cache_episodes: how many episodes keep their memory maps open.
         action_transform: applied to the actions of every sampled batch (e.g. normalisation of a store
@@ -88,12 +91,17 @@ class ReplayBuffer:
     """
 
     def __init__(self, root: str | os.PathLike, *, gamma: float = 0.99, n_step: int = 1,
-                 mc_gamma: float | None = None, readonly: bool = False, cache_episodes: int = 128,
+                 mc_gamma: float | None = None, mc_tail: str | None = None, readonly: bool = False,
+                 cache_episodes: int = 128,
                  action_transform: Callable[[np.ndarray], np.ndarray] | None = None, durable: bool = True):
         if n_step < 1:
             raise ConfigError(f"n_step must be >= 1; got {n_step}.")
         self.root = Path(root).expanduser()
+        if mc_gamma is not None and mc_tail not in MC_TAILS:
+            raise ConfigError(f"mc_gamma needs mc_tail, one of {MC_TAILS}: 'truncated' for simulated and offline "
+                              f"episodes, 'failure' for real-robot ones (Cal-QL's official rule); got {mc_tail!r}.")
         self.gamma, self.n_step, self.mc_gamma, self.readonly = gamma, n_step, mc_gamma, readonly
+        self.mc_tail = mc_tail
         self.action_transform, self.durable = action_transform, durable
         self._cache: OrderedDict[int, dict] = OrderedDict()
         self._cache_size = max(1, cache_episodes)
@@ -208,7 +216,7 @@ class ReplayBuffer:
                               f"{action.shape[1]}; the buffer holds obs {self._meta['obs']}, action dim "
                               f"{self._meta['action_dim']}.")
         if mc_return is None and self.mc_gamma is not None:
-            mc_return = mc_returns(reward, self.mc_gamma, terminal=terminal)
+            mc_return = mc_returns(reward, self.mc_gamma, tail=self.mc_tail)
         if mc_return is not None:
             mc_return = np.asarray(mc_return, np.float32).reshape(-1)
             if mc_return.shape != (T,):

@@ -2,6 +2,9 @@
 
 Conventions (spec/parl.md): PA-RL labels r_t = −1 on every step and 0 on success steps, i.e. the 0/1
 success indicator plus ``reward_bias = −1``; CALVIN uses (completed subtasks − 4).
+
+Cal-QL's Monte-Carlo returns (`mc_returns`) follow the official rule: plain truncated sums for simulated
+and offline trajectories, −1/(1 − γ) at every step of a failed real-robot episode.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import numpy as np
 
 from vla_parl.errors import ConfigError
 
-__all__ = ["success_labels", "sparse_rewards", "mc_returns", "done_masks", "n_step_returns"]
+__all__ = ["success_labels", "sparse_rewards", "MC_TAILS", "mc_returns", "done_masks", "n_step_returns"]
 
 
 def success_labels(num_steps: int, success: bool, num_success_steps: int = 1) -> np.ndarray:
@@ -26,30 +29,45 @@ def sparse_rewards(success: np.ndarray, *, scale: float = 1.0, bias: float = -1.
     return (scale * np.asarray(success, dtype=np.float32) + bias).astype(np.float32)
 
 
-def mc_returns(rewards: np.ndarray, gamma: float, *, terminal: bool,
-               failure_tail: str = "repeat_last") -> np.ndarray:
-    """Discounted Monte-Carlo return-to-go V^μ(s_t) of one trajectory, for Cal-QL.
+#: The two end-of-trajectory rules of Cal-QL's V^μ (see `mc_returns`).
+MC_TAILS = ("truncated", "failure")
 
-        G_{T−1} = r_{T−1} + γ · G_T,     G_t = r_t + γ · G_{t+1}
 
-    with G_T = 0 when the trajectory ended in a terminal state (`terminal=True`, e.g. success).
-    A trajectory that did not terminate (failed, or cut by a time limit) is treated as if its last
-    reward repeated for ever (``failure_tail="repeat_last"``): G_T = r_{T−1} / (1 − γ). With PA-RL's
-    −1/0 rewards a never-successful trajectory then has G_t = −1/(1 − γ) at every step, Cal-QL's value
-    for failures. ``failure_tail="zero"`` gives the plain truncated sum instead.
+def mc_returns(rewards: np.ndarray, gamma: float, *, tail: str, failure_reward: float = -1.0) -> np.ndarray:
+    """Discounted Monte-Carlo return-to-go V^μ(s_t) of one trajectory, for Cal-QL (spec/parl.md, Cal-QL).
+
+        G_t = Σ_{k=t}^{T−1} γ^{k−t} r_k          (the plain sum, nothing after the last step)
+
+    `tail` says how a trajectory that ends without success is valued; a successful (terminal) trajectory
+    always gets the plain sum, whichever rule:
+
+    * ``"truncated"``: the plain sum for every trajectory. The official rule for **simulated and offline**
+      data: an episode cut by a time limit, or a dataset window, is not assumed to fail for ever.
+    * ``"failure"``: the official rule for **real-robot** episodes with PA-RL's −1/0 sparse reward. An episode
+      that never succeeded — every reward equals `failure_reward` (−1: no step was a success step) — is
+      valued as failing for ever, G_t = failure_reward / (1 − γ) at every step (−100 at γ = 0.99). Any other
+      episode (one that reached a success step, or a robot's own non-constant rewards) gets the plain sum.
 
     Args:
         rewards: float [T].
+        gamma: discount in [0, 1).
+        tail: ``"truncated"`` or ``"failure"``, chosen where the episode is stored (offline stores and
+            simulated rollouts: truncated; `vla_parl.rollout.RobotEpisodes.to_learner` and the policy
+            server's episode store: failure).
+        failure_reward: the reward of a non-success step under the ``"failure"`` rule.
     Returns:
         float32 [T].
     """
     if not 0.0 <= gamma < 1.0:
         raise ConfigError(f"gamma must be in [0, 1); got {gamma}.")
-    if failure_tail not in ("repeat_last", "zero"):
-        raise ConfigError(f"failure_tail must be 'repeat_last' or 'zero'; got {failure_tail!r}.")
+    if tail not in MC_TAILS:
+        raise ConfigError(f"mc tail must be one of {MC_TAILS} ('truncated' for simulated and offline data, "
+                          f"'failure' for real-robot episodes); got {tail!r}.")
     r = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    if tail == "failure" and r.size and bool(np.all(r == failure_reward)):
+        return np.full(r.size, failure_reward / (1.0 - gamma), np.float32)
     out = np.empty_like(r)
-    g = 0.0 if (terminal or failure_tail == "zero" or r.size == 0) else r[-1] / (1.0 - gamma)
+    g = 0.0
     for t in range(r.size - 1, -1, -1):
         g = r[t] + gamma * g
         out[t] = g

@@ -62,7 +62,8 @@ def episode_obs(ep: dict[str, Any]) -> dict[str, np.ndarray]:
 def store_path(root: str | os.PathLike, name: str, identity: dict[str, Any], files: Iterable[Path],
                gamma: float) -> Path:
     """The folder of the store of this content (exists only once built)."""
-    key = cache_key({**identity, "gamma": float(gamma), "store_format": 1}, files)[:20]
+    # store_format 2: truncated Monte-Carlo returns and CALVIN parl rewards relative to the default reset state
+    key = cache_key({**identity, "gamma": float(gamma), "store_format": 2}, files)[:20]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "dataset"
     return Path(root).expanduser() / f"{safe}-{key}"
 
@@ -103,7 +104,7 @@ def build_store(path: Path, episodes: Callable[[], Iterable[dict[str, Any]]], ga
             for ep in iterator:
                 buffer.add_episode(episode_obs(ep), np.asarray(ep["action"], np.float32), ep["reward"],
                                    terminal=ep["terminal"], instruction=ep["instruction"],
-                                   mc_return=mc_returns(ep["reward"], gamma, terminal=ep["terminal"]),
+                                   mc_return=mc_returns(ep["reward"], gamma, tail="truncated"),  # offline data
                                    info={"success": bool(ep.get("success", False))})
                 frames += len(ep["action"])
             buffer.close()

@@ -12,20 +12,35 @@ import numpy as np
 
 from vla_parl.eval.tabletop import wilson_interval
 
-__all__ = ["ROWS", "setup_notes", "write_summary", "write_report", "plot_learning_curves", "write_rollout_gif",
+__all__ = ["ROWS", "PHASES", "ACTING", "row_key", "setup_notes", "write_summary", "write_report", "plot_learning_curves", "write_rollout_gif",
            "save_gif", "GIF_FPS", "CAPTION_HEIGHT"]
 
 GIF_FPS = 10            # frames per second of every rollout GIF (the simulator's control rate is not real time)
 CAPTION_HEIGHT = 14     # pixels of the caption strip above each GIF panel
 
-# row key → label, in table order
-ROWS = {
+# row key "<policy>/<phase>/<acting>" → label, in table order. acting: "policy" = the policy alone (greedy);
+# "operator" = PA-RL's improvement operator over its samples with the run's critic at that point (what the paper
+# reports); the V-GPS row is the operator over the SFT policy with the pre-trained critic (no distillation)
+PHASES = {
     "sft": "SFT (behaviour cloning)",
+    "vgps": "ablation: V-GPS (SFT policy, pre-trained critic)",
     "offline": "offline PA-RL",
     "online": "online PA-RL",
-    "vgps": "ablation: re-ranking only at inference (V-GPS-style, SFT policy)",
-    "no_local_steps": "ablation: PA-RL without local gradient steps (online)",
+    "no_local_steps": "ablation: online PA-RL without local gradient steps",
 }
+ACTING = {"policy": "policy alone", "operator": "policy + operator"}
+POLICIES = {"openvla": "tiny OpenVLA", "diffusion": "diffusion policy"}
+ROWS = {f"{policy}/{phase}/{acting}": f"{name}: {label}, {ACTING[acting]}"
+        for policy, name in POLICIES.items() for phase, label in PHASES.items() for acting in ACTING
+        if not (phase == "vgps" and acting == "policy")}
+
+
+def row_key(policy: str, phase: str, acting: str) -> str:
+    """The summary/report key of one evaluation row, e.g. `row_key("openvla", "online", "operator")`."""
+    key = f"{policy}/{phase}/{acting}"
+    if key not in ROWS:
+        raise ValueError(f"no demo row {key!r}; rows: {sorted(ROWS)}")
+    return key
 
 
 def _pooled(results: dict[str, dict[str, Any]], row: str) -> dict[str, Any] | None:
@@ -64,13 +79,23 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
         f"PA-RL: N = {opt['num_samples']} policy samples per state → top-{opt['top_k']} by Q → {opt['num_steps']} "
         "local gradient-ascent steps on a → argmax; distilled with the policy's own token cross-entropy. "
         "Candidates come from a cache refreshed from the current policy (official PA-RL's caching workers). "
-        f"Online: {online['rounds']} rounds of {online['episodes_per_round']} rollouts of the policy (temperature "
-        f"sampling) go to a replay buffer mixed with the offline data; per round {online['critic_steps_per_round']} "
+        f"Online: {online['rounds']} rounds of {online['episodes_per_round']} rollouts "
+        + ("acting with the improvement operator over the policy's samples (as PA-RL collects)"
+           if online.get("collect_with", "operator") == "operator" else "of the policy (temperature sampling)")
+        + f" go to a replay buffer mixed with the offline data; per round {online['critic_steps_per_round']} "
         f"critic steps (lr {online['critic_lr'] or config['critic_optim']['lr']}) and "
         f"{online['distill_steps_per_round']} distillation steps.",
-        f"Evaluation: {config['eval']['episodes']} seeded episodes per row; greedy actions of the policy itself "
-        "(SFT / offline / online / no-local rows); the V-GPS row acts with the improvement operator over SFT "
-        "samples.",
+        *([f"Diffusion policy: DDPM ({dp['diffusion']['num_diffusion_steps']} denoising steps, MLP-ResNet ε-net "
+           f"{dp['diffusion']['num_blocks']}×{dp['diffusion']['hidden_dim']}) on a ResNet-18 image encoder trained from "
+           f"scratch at {dp['image_size']} px (+ proprio), behaviour-cloned for {ds['steps']} steps, then the same "
+           "critic recipe and PA-RL schedule as the OpenVLA, distilled with its own ε-prediction loss; alone it acts "
+           "with one DDPM sample per step."]
+          if "diffusion" in config.get("policies", []) and (dp := config["diffusion"]["policy"])
+          and (ds := config["diffusion"]["sft"]) else []),
+        f"Evaluation: {config['eval']['episodes']} seeded episodes per row, each phase twice: the policy alone "
+        "(OpenVLA: greedy decoding) and policy + operator (the improvement operator over its samples with the run's critic "
+        "at that point, argmax: what the PA-RL paper reports); the V-GPS row is the operator over the SFT policy "
+        "with the pre-trained critic.",
     ]
 
 
@@ -83,9 +108,15 @@ def write_summary(path: Path, config: dict[str, Any], results: dict[str, dict[st
         "total_wall_time_s": total_wall,
         "config": config,
     }
-    if "sft" in summary["mean"] and "online" in summary["mean"]:
-        summary["online_minus_sft_points"] = 100 * (summary["mean"]["online"]["seed_mean"]
-                                                     - summary["mean"]["sft"]["seed_mean"])
+    mean = summary["mean"]
+    for policy in POLICIES:   # the policy alone after online PA-RL vs its SFT, and the operator vs V-GPS
+        sft, online = mean.get(f"{policy}/sft/policy"), mean.get(f"{policy}/online/policy")
+        if sft and online:
+            summary.setdefault("online_minus_sft_points", {})[policy] = 100 * (online["seed_mean"] - sft["seed_mean"])
+        vgps, operator = mean.get(f"{policy}/vgps/operator"), mean.get(f"{policy}/online/operator")
+        if vgps and operator:
+            summary.setdefault("online_operator_minus_vgps_points", {})[policy] = 100 * (operator["seed_mean"]
+                                                                                      - vgps["seed_mean"])
     Path(path).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -110,8 +141,10 @@ def write_report(path: Path, summary: dict[str, Any], command: str, notes: list[
                  for s in seeds]
         pooled = summary["mean"][row]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {100 * pooled['seed_mean']:.1f}% | {_cell(pooled)} |")
-    if "online_minus_sft_points" in summary:
-        lines += ["", f"Online PA-RL − SFT: **{summary['online_minus_sft_points']:+.1f} points** (mean over seeds)."]
+    for policy, points in summary.get("online_minus_sft_points", {}).items():
+        lines += ["", f"{POLICIES[policy]}: online PA-RL − SFT, policy alone: **{points:+.1f} points** (mean over seeds)."]
+    for policy, points in summary.get("online_operator_minus_vgps_points", {}).items():
+        lines += [f"{POLICIES[policy]}: online PA-RL + operator − V-GPS: **{points:+.1f} points** (mean over seeds)."]
     lines += ["", "## Wall time per phase (seconds)", "",
               "| seed | " + " | ".join(next(iter(summary["seeds"].values()))["wall_time_s"]) + " |",
               "|---|" + "---|" * len(next(iter(summary["seeds"].values()))["wall_time_s"])]
@@ -161,25 +194,30 @@ def plot_learning_curves(records: list[dict[str, Any]], summary: dict[str, Any],
     fig.savefig(training, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, ax = plt.subplots(figsize=(9.0, 4.0))
     rows = [row for row in ROWS if row in summary["mean"]]
     means = [100 * summary["mean"][row]["success_rate"] for row in rows]
     errs = np.array([[100 * (summary["mean"][r]["success_rate"] - summary["mean"][r]["interval95"][0]) for r in rows],
                      [100 * (summary["mean"][r]["interval95"][1] - summary["mean"][r]["success_rate"]) for r in rows]])
     short = {"sft": "SFT", "offline": "offline", "online": "online", "vgps": "V-GPS", "no_local_steps": "no local"}
-    ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color=["#888", "#6a9", "#2a7", "#b86", "#a8c"][:len(rows)])
+    colours = {"sft": "#888", "vgps": "#b86", "offline": "#6a9", "online": "#2a7", "no_local_steps": "#a8c"}
+    phases = [row.split("/") for row in rows]
+    ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color=[colours[phase] for _, phase, _ in phases],
+           edgecolor="black", linewidth=[1.5 if acting == "operator" else 0.0 for _, _, acting in phases])
     for i, row in enumerate(rows):   # successes / episodes on each bar
         pooled = summary["mean"][row]
         ax.annotate(f"{pooled['successes']}/{pooled['episodes']}", (i, means[i]), textcoords="offset points",
                     xytext=(0, 3), ha="center", fontsize=7)
-    ax.set_xticks(range(len(rows)), [short[r] for r in rows])
+    multi = len({policy for policy, _, _ in phases}) > 1
+    ax.set_xticks(range(len(rows)), [(f"{policy}\n" if multi else "") + short[phase] + ("\n+op" if acting == "operator"
+                                      else "") for policy, phase, acting in phases], fontsize=7)
     ax.set_ylabel("success (% of episodes)")
     ax.set_ylim(0, 100)
     episodes = sorted({summary["mean"][r]["episodes"] for r in rows})
     n = "/".join(str(e) for e in episodes)
     seeds = len(summary.get("seeds", {})) or 1
-    ax.set_title(f"success per phase: n = {n} episodes per bar ({seeds} seed{'s' if seeds > 1 else ''} pooled); "
-                 "error bars: 95 % Wilson interval", fontsize=9)
+    ax.set_title(f"success per phase (outlined: policy + operator): n = {n} episodes per bar ({seeds} "
+                 f"seed{'s' if seeds > 1 else ''} pooled); error bars: 95 % Wilson interval", fontsize=8)
     fig.tight_layout()
     success = out_dir / "curves_success.png"
     fig.savefig(success, dpi=110)

@@ -9,9 +9,9 @@ trains on episodes that simulated robots record through a real policy server, as
 
 The server starts when the offline stage ends, serving the policy and critic that stage produced; the robots
 see the built-in tabletop with the demo's settings (task, targets, image size, episode length), and reset
-their scenes with the seeds the in-process online phase would use. Robots act as `online.actor` says: the
-policy sampled at temperature 1 (`mode=sample`, the in-process default) or the improvement operator
-(`mode=refined`). Logs: `<dir>/server.log`, `<dir>/robots.log`.
+their scenes with the seeds the in-process online phase would use. Robots act as `online.collect_with` says:
+with the improvement operator (`mode=refined`, the default, as PA-RL collects) or the policy sampled at
+temperature 1 (`mode=sample`). Logs: `<dir>/server.log`, `<dir>/robots.log`.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def evaluate_actions(model, steps: Iterable[dict], unnorm_key: str | None = None
                 obs = Observation(images=torch.from_numpy(_common_size(images)), instructions=instructions,
                                   **_critic_vectors(critic, batch))
                 best = operator.improve(obs, generator=generator, choice="argmax").actions.cpu().numpy()
-                best_tokens = tokenizer.encode(best)
+                best_tokens = tokenizer.retokenize(best)   # as distillation labels it (a sampled 31744 stays)
                 best_norm = tokenizer.decode(best_tokens)  # what the VLA would emit after distillation
                 refined.update(best_tokens, true_tokens, best_norm, true_norm, normalizer.unnormalize(best_norm),
                                true_raw)

@@ -17,7 +17,8 @@ import numpy as np
 
 from vla_parl.rollout.episodes import EvalResult, run_episodes, wilson_interval
 
-__all__ = ["wilson_interval", "EvalResult", "evaluate_tabletop", "greedy_actor", "improvement_actor"]
+__all__ = ["wilson_interval", "EvalResult", "evaluate_tabletop", "greedy_actor", "sample_actor", "policy_actor",
+           "improvement_actor"]
 
 
 def evaluate_tabletop(act: Callable[[Any], Any], *, task: str, episodes: int, seed: int,
@@ -51,6 +52,27 @@ def greedy_actor(policy: Any, temperature: float = 0.0,
             return actor.sample_actions(obs, 1, generator=generator).actions[:, 0].numpy()
 
     return act
+
+
+def sample_actor(policy: Any, seed: int = 0) -> Callable[[Any], np.ndarray]:
+    """One sample of any `Policy` per state (a diffusion policy's DDPM sample, a Gaussian's draw), from a generator
+    seeded with `seed`: normalised [B, A]."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def act(obs: Any) -> np.ndarray:
+        with torch.no_grad():
+            return policy.sample_actions(obs, 1, generator=generator).actions[:, 0].cpu().numpy()
+
+    return act
+
+
+def policy_actor(policy: Any, seed: int = 0) -> Callable[[Any], np.ndarray]:
+    """The policy alone, as each class acts: an OpenVLA greedy (argmax tokens), any other class one sample."""
+    from vla_parl.policy.openvla import OpenVLAPolicy
+
+    return greedy_actor(policy) if isinstance(policy, OpenVLAPolicy) else sample_actor(policy, seed)
 
 
 def improvement_actor(operator: Any, seed: int = 0) -> Callable[[Any], np.ndarray]:

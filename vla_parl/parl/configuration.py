@@ -9,6 +9,16 @@ section of the recipes, as is: `ImprovementConfig` is `action_optimizer:`, `Crit
 The config is saved with the critic (`QCritic.save` writes it into `config.json` under "improvement"), so
 loading a critic gives back the operator it was trained and distilled with; `ImprovementConfig.from_saved`
 reads it back (a critic saved before this existed gives the defaults below).
+
+`action_mask` (which dims the local step moves): null (the default) and "all" move every dim, as the official
+PA-RL code does; "except_last" keeps the last dim (a gripper) as sampled; or one boolean per dim. A critic
+saved by an older version with `action_mask: null` meant "all but the last" then and means every dim now: load
+it with `ImprovementOperator.from_critic(critic, action_mask="except_last")` for the old behaviour. (Callers'
+fallbacks for critics saved with no settings at all keep "except_last", their historical behaviour.)
+
+`data_action` (distillation only): the dataset action of each state replaces the worst of the k kept
+candidates before the local steps (the official `action_optimization.py`), when the caller passes it
+(`PolicyUpdate.step(..., data_actions=...)`); acting, serving and the TD target pass none.
 """
 
 from __future__ import annotations
@@ -20,11 +30,14 @@ from typing import Any, Literal, Optional, Union
 from vla_parl.config.schema import check_range
 from vla_parl.errors import ConfigError
 
-__all__ = ["ImprovementConfig", "CriticUpdateConfig", "REDUCTIONS", "CHOICES", "OBJECTIVES"]
+__all__ = ["ImprovementConfig", "CriticUpdateConfig", "REDUCTIONS", "CHOICES", "OBJECTIVES", "MASK_NAMES",
+           "PUSH_DOWN_SETS"]
 
 REDUCTIONS = ("mean", "min")
 CHOICES = ("argmax", "softmax")
+MASK_NAMES = ("all", "except_last")
 OBJECTIVES = ("cql", "calql", "iql")
+PUSH_DOWN_SETS = ("official", "refined_candidates")
 
 
 @dataclass
@@ -38,10 +51,13 @@ class ImprovementConfig:
     ensemble_reduce: Literal["mean", "min"] = "mean"   # Q(s, a) = mean_i Q_i or min_i Q_i over the heads
     choice: Literal["argmax", "softmax"] = "argmax"
     temperature: float = 1.0         # τ of choice = "softmax"
-    # dims the local step may move: None = all but the last (the gripper), "all", or one bool per dim
+    # dims the local step may move: None or "all" = every dim (official), "except_last" = all but the last
+    # (the gripper option), or one bool per dim
     action_mask: Optional[Union[list[bool], str]] = None
     low: float = -1.0                # the (normalised) action box the local step clips to
     high: float = 1.0
+    # distillation: the dataset action replaces the worst of the k kept candidates before the local steps
+    data_action: bool = True
 
     def __post_init__(self) -> None:
         check_range("num_samples", self.num_samples, low=1)
@@ -55,10 +71,20 @@ class ImprovementConfig:
             raise ConfigError(f"choice must be one of {CHOICES}, got {self.choice!r}")
         if not self.low < self.high:
             raise ConfigError(f"low ({self.low}) must be < high ({self.high})")
-        if isinstance(self.action_mask, str) and self.action_mask != "all":
-            raise ConfigError(f"action_mask must be None, 'all' or a list of booleans, got {self.action_mask!r}")
-        if self.action_mask is not None and not isinstance(self.action_mask, str):
-            self.action_mask = [bool(m) for m in self.action_mask]
+        self._check_action_mask()
+        if not isinstance(self.data_action, bool):
+            raise ConfigError(f"data_action must be true or false, got {self.data_action!r}")
+
+    def _check_action_mask(self) -> None:
+        mask = self.action_mask
+        expected = "action_mask must be null (every dim), 'all', 'except_last' (every dim but the gripper) or a list "
+        if isinstance(mask, str):
+            if mask not in MASK_NAMES:
+                raise ConfigError(f"{expected}of booleans, one per action dim; got {mask!r}")
+        elif mask is not None:
+            if not isinstance(mask, (list, tuple)) or not all(isinstance(m, bool) for m in mask):
+                raise ConfigError(f"{expected}of booleans (true/false), one per action dim; got {mask!r}")
+            self.action_mask = list(mask)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (what `QCritic.save` stores)."""
@@ -90,15 +116,23 @@ class CriticUpdateConfig:
 
     objective: Literal["calql", "cql", "iql"] = "calql"
     polyak_tau: float = 0.005         # target update rate τ
-    cql_alpha: float = 0.01           # α (official PA-RL: 0.005 state / 0.01 images)
-    cql_n_actions: int = 4            # uniform actions per state (official: 10 state / 4 images)
+    cql_alpha: float = 0.01           # α (official PA-RL: 0.005 state / 0.01 images; no-½, mean-over-heads loss)
+    cql_n_actions: int = 4            # n: uniform actions per state (official: 10 state / 4 images)
     num_samples: int = 4              # N policy candidates per state for the TD target and μ's policy actions
+    # CQL / Cal-QL push-down set μ at s. official: n uniform + argmax(s)×n + argmax(s')×n + the data action,
+    # log-mean-exp over the 3n+1; refined_candidates: n uniform + the k refined candidates at s, log Σ exp
+    push_down: Literal["official", "refined_candidates"] = "official"
+    conservative_heads: int = 2       # the conservative term averages over this many random heads (all if fewer)
     expectile: float = 0.7            # IQL τ: 0.7 (V-GPS) or 0.9
     max_grad_norm: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.push_down not in PUSH_DOWN_SETS:
+            raise ConfigError(f"push_down must be one of {PUSH_DOWN_SETS}, got {self.push_down!r} (official: the "
+                              "PA-RL code's 3n+1 set; refined_candidates: uniform + the k refined candidates)")
+        check_range("conservative_heads", self.conservative_heads, low=1)
         check_range("polyak_tau", self.polyak_tau, low=0, high=1, low_open=True)
         check_range("cql_alpha", self.cql_alpha, low=0)
         check_range("cql_n_actions", self.cql_n_actions, low=1)

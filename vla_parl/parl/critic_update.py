@@ -5,8 +5,17 @@ For CQL / Cal-QL the TD target bootstraps from the *optimized* next action:
     a'*  = action_optimization(s')  (N policy samples → top-k → T ascent steps → argmax)
     y    = r + γ (1 − d) min_{i∈pair} Q̄_i(s', a'*)
 
-and μ's policy actions at s are the k refined candidates of action_optimization(s); μ's uniform actions
-are `cql_n_actions` draws from U[low, high]^A. IQL needs no policy: Q ← r + γ(1 − d) V(s').
+and the conservative term pushes down Q at s on the set μ (`config.push_down`; n = `cql_n_actions`
+uniform draws from U[low, high]^A in both):
+
+    official            μ = n uniform + a*(s) × n + a'* × n + the data action a   (3n + 1 actions, all at s),
+                        a*(s) = action_optimization(s).actions (argmax); log-mean-exp, − log(3n+1)
+    refined_candidates  μ = n uniform + the k refined candidates of action_optimization(s); log Σ exp
+
+a*(s) and a'* are scored once each at s and their values repeated n times in the log-sum-exp (the same
+value and gradient as scoring each n times). Losses (see `vla_parl.critic.objectives`): mean over heads
+and batch of (Q_i − y)², no ½, + α · the conservative gap averaged over `conservative_heads` heads drawn
+with the update's generator. IQL needs no policy: Q ← r + γ(1 − d) V(s').
 After each synchronised optimiser step the target moves: θ̄ ← τ θ + (1 − τ) θ̄.
 
 The settings are a `CriticUpdateConfig` (`vla_parl.parl.configuration`, the recipes' `objective:` section);
@@ -21,7 +30,7 @@ from typing import Any
 import torch
 
 from vla_parl.config.schema import check_range
-from vla_parl.critic.objectives import calql_loss, cql_loss, iql_loss, td_target
+from vla_parl.critic.objectives import CalQLLoss, CQLLoss, calql_loss, cql_loss, iql_loss, td_target
 from vla_parl.errors import ConfigError
 from vla_parl.parl._accel import AcceleratorShim
 from vla_parl.parl.configuration import CriticUpdateConfig, ImprovementConfig
@@ -68,6 +77,22 @@ class CriticUpdate:
         stats.update({f"{prefix}{k}": v for k, v in result.stats.items()})
         return result
 
+    def _conservative_loss(self, q: torch.Tensor, next_q_value: torch.Tensor,
+                           batch: TransitionBatch) -> CQLLoss | CalQLLoss:
+        """CQL / Cal-QL from q [E, B, 1 + n + P] = Q_i at (data, n uniform, P policy actions) at s."""
+        cfg = self.config
+        n = cfg.cql_n_actions
+        q_data, q_random, q_policy = q[:, :, 0], q[:, :, 1:1 + n], q[:, :, 1 + n:]
+        official = cfg.push_down == "official"
+        if official:                       # a*(s), a'* scored once, each value n times in μ: [E, B, 2n]
+            q_policy = q_policy.repeat_interleave(n, dim=2)
+        kwargs = dict(include_data_action=official, conservative_heads=cfg.conservative_heads,
+                      generator=self.generator)
+        if cfg.objective == "cql":
+            return cql_loss(q_data, next_q_value, q_random, q_policy, cfg.cql_alpha, **kwargs)
+        return calql_loss(q_data, next_q_value, q_random, q_policy, batch.mc_returns.float(), cfg.cql_alpha,
+                          **kwargs)
+
     def step(self, batch: TransitionBatch) -> dict[str, float]:
         cfg = self.config
         B, A = batch.actions.shape
@@ -83,7 +108,11 @@ class CriticUpdate:
                 next_actions = self._optimized(batch.next_obs, stats, "critic/next_opt/").actions
                 next_q = self.core.target_q(batch.next_obs, next_actions[:, None], self.generator)[:, 0]
                 next_q_value = td_target(r, d, next_q, self.gamma)                       # y [B]
-                policy_actions = self._optimized(batch.obs, stats, "critic/policy_opt/").candidates  # [B, k, A]
+                optimized = self._optimized(batch.obs, stats, "critic/policy_opt/")
+                if cfg.push_down == "official":                                          # a*(s), a'*: [B, 2, A]
+                    policy_actions = torch.stack([optimized.actions, next_actions], 1)
+                else:
+                    policy_actions = optimized.candidates                                # [B, k, A]
                 low, high = self.operator.config.low, self.operator.config.high
                 draw_device = self.generator.device if self.generator is not None else batch.actions.device
                 random_actions = torch.rand(B, cfg.cql_n_actions, A, generator=self.generator,
@@ -92,21 +121,15 @@ class CriticUpdate:
                 actions = torch.cat([batch.actions[:, None], random_actions, policy_actions.to(batch.actions)], 1)
         if cfg.objective == "calql" and batch.mc_returns is None:
             raise ValueError("Cal-QL needs batch.mc_returns (V^μ(s), the Monte-Carlo return-to-go of the data; "
-                             "see vla_parl.critic.mc_return_to_go)")
+                             "see vla_parl.data.rewards.mc_returns)")
         with self.accel.train_context(self.critic):
             out = self.critic(batch.obs, actions)
-            q = out.q.float()                                                            # [E, B, 1(+n+k)]
+            q = out.q.float()                                                            # [E, B, 1(+n+2 | +n+k)]
             q_data = q[:, :, 0]
             if cfg.objective == "iql":
                 result = iql_loss(q_data, q_target, out.v.float(), v_next, r, d, self.gamma, cfg.expectile)
             else:
-                n = cfg.cql_n_actions
-                q_random, q_policy = q[:, :, 1:1 + n], q[:, :, 1 + n:]
-                if cfg.objective == "cql":
-                    result = cql_loss(q_data, next_q_value, q_random, q_policy, cfg.cql_alpha)
-                else:
-                    result = calql_loss(q_data, next_q_value, q_random, q_policy, batch.mc_returns.float(),
-                                        cfg.cql_alpha)
+                result = self._conservative_loss(q, next_q_value, batch)
             self.accel.backward(result.loss)
             grad_norm = self.accel.clip_grad_norm_(self.core.trainable_parameters(), cfg.max_grad_norm)
             self.optimizer.step()

@@ -8,9 +8,12 @@ Given a policy π, a critic ensemble {Q_i} and an `ImprovementConfig`, for each 
 1. Candidates: a_1..a_N ~ π(·|s) (`policy.sample_actions`), or given ones; `include` adds actions that are
    always candidates (the serving greedy action), placed first.
 2. Global step: score Q(s, a_j) = mean_i Q_i(s, a_j) (or min_i) and keep the top k (hard top-k).
+   Distillation (`data_actions` given, `config.data_action` on): the dataset action of s replaces the worst
+   kept start, slot k − 1, as the official code does — with k = 1 it is then the only candidate.
 3. Local step: for t = 1..T,  a ← clip(a + η · m ⊙ ∇_a Q(s, a), low, high)  (plain gradient ascent on the
-   online critic; m is the 0/1 mask of optimised dims — default all but the last, the gripper); each
-   candidate keeps the best iterate seen, the start included, so no candidate ever gets worse.
+   online critic; m is the 0/1 mask of optimised dims — default every dim, as in the official code;
+   `action_mask="except_last"` keeps a gripper as sampled); each candidate keeps the best iterate seen,
+   the start included, so no candidate ever gets worse.
 4. Choice: j* = argmax_j Q(s, a_j) or j* ~ softmax(Q(s, a_j) / τ) over the k refined candidates.
 
 s is encoded once (`critic.encode`), and the features are reused for every score and gradient. Random
@@ -22,12 +25,15 @@ refined mode and the demo's V-GPS ablation all call `improve`.
 
 Diagnostics (all averaged over the B states, in `OptimizedActions.stats`):
   q_samples_mean  mean_j Q(s, a_j) over the candidates  q_samples_first  Q(s, a_1) (one plain sample)
-  q_global        max_j Q(s, a_j) (best of the top-k)   q_local          max over refined candidates
+  q_global        max Q over the k starts (the data action included when it replaced one)
+  q_local         max over refined candidates
   q_chosen        Q of the returned action
   global_gain     = q_global − q_samples_mean       (what picking the best sample buys over the average)
   global_gain_vs_first = q_global − q_samples_first (… over acting with one policy sample)
   local_gain      = q_local − q_global ≥ 0          (what gradient ascent adds on top)
   action_shift    mean ‖a_refined − a_start‖₂ over the top-k
+  with data actions: q_data_action  Q of the dataset action;  data_action_chosen  fraction of states whose
+  chosen candidate is the data action's slot (k − 1, possibly moved by the local steps)
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ class OptimizedActions(NamedTuple):
     actions: torch.Tensor            # [B, A] the chosen optimized action per state
     q: torch.Tensor                  # [B]    its score (mean or min over heads)
     index: torch.Tensor              # [B]    int64, which of the k refined candidates was chosen
-    candidates: torch.Tensor         # [B, k, A] all refined candidates (sorted by their start score)
+    candidates: torch.Tensor         # [B, k, A] all refined candidates (in the order of their start score;
+                                     #           a data action, when given, in slot k − 1)
     candidate_q: torch.Tensor        # [B, k]
     stats: dict[str, float]
     samples: torch.Tensor | None = None     # [B, N, A] the scored candidates (`include` first), before top-k
@@ -123,20 +130,20 @@ class ImprovementOperator:
 
     # ---- pieces ------------------------------------------------------------------------------------------------
     def mask(self, action_dim: int, device: torch.device) -> torch.Tensor:
-        """The 0/1 float mask m [A] of dims the local step may move."""
+        """The 0/1 float mask m [A] of dims the local step may move: None / "all" every dim, "except_last"
+        all but the last (a gripper), or the given booleans."""
         spec = self.config.action_mask
-        if spec is None:
+        if spec is None or isinstance(spec, str):
             mask = torch.ones(action_dim, dtype=torch.bool)
-            mask[-1] = False
-        elif isinstance(spec, str):
-            mask = torch.ones(action_dim, dtype=torch.bool)
+            if spec == "except_last":
+                mask[-1] = False
         else:
             mask = torch.as_tensor(list(spec), dtype=torch.bool)
             if mask.shape != (action_dim,):
                 raise ConfigError(f"action_mask has {mask.numel()} entries but actions have {action_dim} dims")
         if self.config.num_steps > 0 and not bool(mask.any()):
-            raise ConfigError(f"action_mask selects no dims of a {action_dim}-dim action, so the local step "
-                              "would do nothing: use action_mask='all' (e.g. no gripper dim) or num_steps=0")
+            raise ConfigError(f"action_mask={spec!r} selects no dims of a {action_dim}-dim action, so the local "
+                              "step would do nothing: use action_mask='all' (e.g. no gripper dim) or num_steps=0")
         return mask.to(device=device, dtype=torch.float32)
 
     def score(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -157,12 +164,15 @@ class ImprovementOperator:
     # ---- the operator --------------------------------------------------------------------------------------------
     def improve(self, obs: Observation | None, *, candidates: torch.Tensor | CandidateActions | None = None,
                 include: torch.Tensor | None = None, features: torch.Tensor | None = None,
-                choice: str | None = None, generator: torch.Generator | None = None) -> OptimizedActions:
+                choice: str | None = None, generator: torch.Generator | None = None,
+                data_actions: torch.Tensor | None = None) -> OptimizedActions:
         """a*(s) for each state of `obs` [B].
 
         candidates: [B, N, A] to use instead of sampling N from the policy. include: [B, M, A] actions that
         are candidates too, placed first (so Q(result) ≥ Q(include)). features: precomputed
         `critic.encode(obs)` [B, F] (then obs is used only for sampling). choice: override the config's.
+        data_actions: [B, A] the dataset's actions at these states (distillation): with `config.data_action`
+        on, each replaces its state's worst kept start (slot k − 1) before the local steps; ignored when off.
         """
         if candidates is None:
             if obs is None:
@@ -176,8 +186,14 @@ class ImprovementOperator:
                 raise ValueError(f"include must be [B, M, A] = [{actions.shape[0]}, M, {actions.shape[2]}], "
                                  f"got {tuple(include.shape)}")
             actions = torch.cat([include.to(actions), actions], dim=1)
+        if data_actions is not None:
+            if data_actions.ndim != 2 or data_actions.shape != (actions.shape[0], actions.shape[2]):
+                raise ValueError(f"data_actions must be [B, A] = [{actions.shape[0]}, {actions.shape[2]}], "
+                                 f"got {tuple(data_actions.shape)}")
+            if not self.config.data_action:
+                data_actions = None
         return self._optimize(obs, actions, features=features, choice=choice or self.config.choice,
-                              generator=generator)
+                              generator=generator, data_actions=data_actions)
 
     def actor(self, generator: torch.Generator | None = None, choice: str | None = None) -> Any:
         """`act(obs) -> np.ndarray` [B, A]: normalised actions of the operator, for `run_episodes`."""
@@ -187,7 +203,8 @@ class ImprovementOperator:
         return act
 
     def _optimize(self, obs: Observation | None, actions: torch.Tensor, *, features: torch.Tensor | None,
-                  choice: str, generator: torch.Generator | None) -> OptimizedActions:
+                  choice: str, generator: torch.Generator | None,
+                  data_actions: torch.Tensor | None) -> OptimizedActions:
         cfg, critic = self.config, self.critic
         if choice not in CHOICES:
             raise ConfigError(f"choice must be one of {CHOICES}, got {choice!r}")
@@ -210,6 +227,10 @@ class ImprovementOperator:
                 sample_q = self.score(features, actions)                                # [B, N]
                 start_q, top = sample_q.topk(k, dim=1)                                   # [B, k]
                 start = actions.gather(1, top[..., None].expand(B, k, A))               # [B, k, A]
+                if data_actions is not None:                    # the worst kept start → the dataset action
+                    data = data_actions.detach().float().to(features.device)
+                    data_q = self.score(features, data[:, None])[:, 0]
+                    start[:, k - 1], start_q[:, k - 1] = data, data_q
             # ---- local step: T steps of masked, clipped gradient ascent; keep the best iterate
             mask = self.mask(A, actions.device)
             best, best_q = start.clone(), start_q.clone()
@@ -243,7 +264,7 @@ class ImprovementOperator:
                 index = torch.multinomial(probs.to(draw_device), 1, generator=generator).squeeze(1).to(probs.device)
         rows = torch.arange(B, device=actions.device)
         chosen, chosen_q = best[rows, index], best_q[rows, index]
-        q_global = start_q[:, 0]
+        q_global = start_q.max(dim=1).values
         q_local = best_q.max(dim=1).values
         stats = {
             "q_samples_mean": float(sample_q.mean()),
@@ -256,5 +277,8 @@ class ImprovementOperator:
             "local_gain": float((q_local - q_global).mean()),
             "action_shift": float((best - start).norm(dim=-1).mean()),
         }
+        if data_actions is not None:
+            stats["q_data_action"] = float(data_q.mean())
+            stats["data_action_chosen"] = float((index == k - 1).float().mean())
         return OptimizedActions(actions=chosen, q=chosen_q, index=index, candidates=best, candidate_q=best_q,
                                 stats=stats, samples=actions, sample_q=sample_q)

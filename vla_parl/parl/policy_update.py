@@ -1,7 +1,8 @@
 """`PolicyUpdate`: PA-RL policy improvement — sample, optimize with the critic, distill.
 
     a_1..a_N ~ π_θ(·|s)                       (any policy, through `Policy.sample_actions`)
-    a*(s)    = action_optimization(s, a_1..a_N)   (`ImprovementOperator.improve`: top-k → local ascent → choice)
+    a*(s)    = action_optimization(s, a_1..a_N)   (`ImprovementOperator.improve`: top-k → local ascent → choice;
+                                                    the dataset action, when given, replaces the worst kept one)
     θ        ← θ − lr ∇_θ L_π(θ; s, a*(s))      (the policy's own supervised loss: CE, ε-MSE, NLL)
 
 Exactly one optimized action per state. The critic is only read (no critic gradients).
@@ -44,19 +45,24 @@ class PolicyUpdate:
         self.generator = generator
 
     @torch.no_grad()
-    def improve(self, obs: Observation) -> OptimizedActions:
-        """The policy-improvement operator alone: a*(s) for each state (also what acting with PA-RL uses)."""
-        return self.operator.improve(obs, generator=self.generator)
+    def improve(self, obs: Observation, data_actions: torch.Tensor | None = None) -> OptimizedActions:
+        """The policy-improvement operator alone: a*(s) for each state (also what acting with PA-RL uses).
+        data_actions: [B, A] the dataset's actions at these states (see `step`)."""
+        return self.operator.improve(obs, generator=self.generator, data_actions=data_actions)
 
-    def step(self, obs: Observation, local_rows: slice | None = None) -> dict[str, float]:
+    def step(self, obs: Observation, local_rows: slice | None = None,
+             data_actions: torch.Tensor | None = None) -> dict[str, float]:
         """One distillation step on a batch of states; returns float stats.
 
         local_rows: data parallelism over ranks. Every rank passes the same global batch `obs` [B] and
         computes a*(s) for all of it (cheap: cached or sampled candidates and the critic; the random draws
         then do not depend on the world size), and distills only on its own rows `obs[local_rows]`; the
         wrapped policy averages the gradients over ranks, as one process would on the global batch.
+        data_actions: [B] rows like `obs` (the global batch), the dataset's normalised actions: with the
+        operator's `data_action` setting on (the default), each replaces its state's worst kept candidate
+        before the local steps (official PA-RL distillation); stats then include `data_action_chosen`.
         """
-        target = self.improve(obs)
+        target = self.improve(obs, data_actions)
         actions = target.actions.detach()
         if local_rows is not None:
             obs, actions = obs.index(local_rows), actions[local_rows]

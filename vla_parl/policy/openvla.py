@@ -12,7 +12,9 @@ that categorical; with the restriction on, the LM head is evaluated on the 256 a
 `log_probs` are Σ_t log p(token_t) under that sampling distribution.
 
 Distillation (`supervised_loss`) re-tokenizes target actions into the 256 bins and applies the official
-fine-tuning loss: cross-entropy on the A action tokens plus EOS.
+fine-tuning loss: cross-entropy on the A action tokens plus EOS. It uses `ActionTokenizer.retokenize`, under
+which a decoded token re-encodes to itself: with the plain `encode` a sampled +1 token (31744, decoded to
+the last bin centre) would come back as 31745, so every unmoved target would flip an open gripper's token.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ class OpenVLAPolicy:
                              f"got {tuple(target_actions.shape)}")
         if obs.images is None or obs.instructions is None:
             raise ValueError("OpenVLAPolicy needs Observation.images and .instructions")
-        tokens = self.model.action_tokenizer.encode(target_actions.detach().cpu())
+        tokens = self.model.action_tokenizer.retokenize(target_actions.detach().cpu())
         images = [img for img in obs.images.detach().cpu().numpy()]
         batch = self.model.processor.training_batch(images, obs.instructions, tokens).to(self.model.device)
         out = self.model(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels)

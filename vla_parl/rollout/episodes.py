@@ -16,6 +16,8 @@ learned policies ignore it, a scripted expert reads the simulator through it (`v
 observed keys (``image`` uint8 [T+1, H, W, 3], ``proprio`` float32 [T+1, P], optionally ``state`` float32
 [T+1, S]) including the observation after the last action, ``action`` float32 [T, A] as the actor chose
 it, ``reward`` float32 [T] in PA-RL's convention, ``terminal`` and ``success`` (bool) and ``instruction``.
+Simulated episodes carry no ``mc_tail``: their Cal-QL returns are the plain truncated sums; real-robot episodes
+(`RobotEpisodes.to_learner`) carry ``mc_tail="failure"`` (`vla_parl.data.rewards.mc_returns`).
 
 What differs between environments is behind an `EnvAdapter`: building the env, turning its observation
 (and info) into the policy's fields, and PA-RL's reward convention. This loop is what evaluation

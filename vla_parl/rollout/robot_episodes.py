@@ -158,8 +158,10 @@ class RobotEpisodes:
     # ---- into the learner's replay ------------------------------------------------------------------------------
     def to_learner(self, ep: RobotEpisode) -> dict[str, Any]:
         """An episode dict as `vla_parl.training.data.episodes_to_buffer` takes it (actions already
-        normalised): the offline data's observation keys, images resized to its size. VLAParlError when the
-        offline data has proprio the episode lacks, or of another size."""
+        normalised): the offline data's observation keys, images resized to its size, and ``mc_tail="failure"``:
+        Cal-QL's official rule for real-robot episodes (a never-successful −1 episode is worth −1/(1 − γ) at
+        every step, `vla_parl.data.rewards.mc_returns`). VLAParlError when the offline data has proprio the
+        episode lacks, or of another size."""
         if self.obs_shapes is None:
             raise RuntimeError("call match_offline() before to_learner()")
         out: dict[str, Any] = {}
@@ -176,7 +178,7 @@ class RobotEpisodes:
                                    f"offline data {shape}: the robot must send the same {key} as the demonstrations")
             out[key] = value
         return {**out, "action": ep.action.astype(np.float32), "reward": ep.reward.astype(np.float32),
-                "terminal": ep.terminal, "instruction": ep.instruction, "success": ep.success,
+                "terminal": ep.terminal, "instruction": ep.instruction, "success": ep.success, "mc_tail": "failure",
                 "info": {"server_episode_id": ep.server_id, "policy_version": ep.policy_version}}
 
 

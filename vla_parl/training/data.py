@@ -70,14 +70,18 @@ def episode_statistics(episodes: list[dict[str, Any]], name: str) -> dict[str, A
 
 def episodes_to_buffer(episodes: list[dict[str, Any]], buffer: Any, normalize: Any, gamma: float) -> None:
     """Append episodes to a `ReplayBuffer` with normalised actions and Monte-Carlo returns (Cal-QL); an
-    episode's "info" dict (e.g. a robot episode's server id) is kept in the buffer's episode info."""
+    episode's "info" dict (e.g. a robot episode's server id) is kept in the buffer's episode info.
+
+    The returns follow the episode's ``mc_tail`` (`vla_parl.data.rewards.mc_returns`): real-robot episodes
+    carry ``"failure"`` (`vla_parl.rollout.RobotEpisodes.to_learner` sets it); simulated rollouts and offline
+    data carry none and get the official rule for them, ``"truncated"``."""
     from vla_parl.data import mc_returns
     from vla_parl.data.transition_store import episode_obs
 
     for ep in episodes:
         buffer.add_episode(episode_obs(ep), normalize(ep["action"]).astype(np.float32), ep["reward"],
                            terminal=ep["terminal"], instruction=ep["instruction"],
-                           mc_return=mc_returns(ep["reward"], gamma, terminal=ep["terminal"]),
+                           mc_return=mc_returns(ep["reward"], gamma, tail=ep.get("mc_tail", "truncated")),
                            info={"success": bool(ep.get("success", False)), **ep.get("info", {})})
 
 

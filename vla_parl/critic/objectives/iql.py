@@ -1,9 +1,11 @@
 """IQL critic losses (Kostrikov et al. 2021): expectile V, then Q from V(s'). Policy-free.
 
     L_V = E_{(s,a)∼D} [ L₂^τ( Q̄(s, a) − V(s) ) ],   L₂^τ(u) = |τ − 1(u < 0)| u²
-    L_Q = Σ_i ½ E_{(s,a,r,s')∼D} [ ( Q_i(s, a) − (r + γ (1 − d) V(s')) )² ]
+    L_Q = E_{(s,a,r,s')∼D} [ ( Q(s, a) − (r + γ (1 − d) V(s')) )² ]
     L   = L_V + L_Q
 
+In the official PA-RL code's convention (this function) L_Q for an ensemble Q_1..Q_E is the mean over
+heads and batch, 1/(E B) Σ_i Σ_b (Q_i(s_b, a_b) − y_b)², with no ½ (as in CQL / Cal-QL here).
 Q̄(s, a) = min over the random target pair (no gradient); V(s') comes from the online V without
 gradient. τ = 0.7 (V-GPS) or 0.9. PA-RL's optimized actions are used only for acting/distilling.
 """
@@ -20,7 +22,7 @@ __all__ = ["IQLLoss", "expectile_loss", "iql_loss"]
 class IQLLoss(NamedTuple):
     loss: torch.Tensor               # L_V + L_Q (differentiable)
     value_loss: torch.Tensor         # L_V (detached)
-    q_loss: torch.Tensor             # L_Q (detached)
+    q_loss: torch.Tensor             # L_Q = mean_{i,b} (Q_i − y)² (detached)
     q_data: torch.Tensor             # mean Q_i(s, a)
     v: torch.Tensor                  # mean V(s)
     target: torch.Tensor             # mean r + γ(1−d)V(s')
@@ -47,6 +49,6 @@ def iql_loss(q_data: torch.Tensor, q_target: torch.Tensor, v: torch.Tensor, v_ne
             raise ValueError(f"{name} must be [B] = [{B}], got {tuple(x.shape)}")
     value_loss = expectile_loss(q_target.detach() - v, tau).mean()
     y = r + gamma * (1.0 - d.to(r.dtype)) * v_next.detach()
-    q_loss = (0.5 * (q_data - y[None]).pow(2).mean(dim=1)).sum()
+    q_loss = (q_data - y[None]).pow(2).mean()
     return IQLLoss(loss=value_loss + q_loss, value_loss=value_loss.detach(), q_loss=q_loss.detach(),
                    q_data=q_data.mean().detach(), v=v.mean().detach(), target=y.mean().detach())

@@ -13,11 +13,15 @@ Rewards (``reward`` key), chosen by ``reward=``:
 
 * ``"sparse"``: r_t = 1 at the window's last frame (the annotated task is complete there), else 0;
   ``is_terminal`` on the last step. Convert to −1/0 with `vla_parl.data.rewards.sparse_rewards`.
-* ``"parl"``: r_t = (number of `targets` completed at frame t, judged from ``scene_obs`` relative to
-  the window's first frame) − k, with k = len(targets) by default (PA-RL/Cal-QL CALVIN: 4 targets,
-  r ∈ {−4, …, 0}); ``is_terminal`` where all targets are complete. Only tasks decidable from the
-  scene state are allowed (`vla_parl.envs.calvin.tasks.SCENE_STATE_TASKS`); contact-based tasks (lift, push,
-  stack…) need the simulator and raise a ConfigError.
+* ``"parl"``: r_t = (number of `targets` complete at frame t) − k, with k = len(targets) by default
+  (PA-RL/Cal-QL CALVIN: 4 targets, r ∈ {−4, …, 0}); ``is_terminal`` where all targets are complete (the
+  trajectory ends at the first such frame). As the official labelling, completion is judged over the whole
+  play episode relative to the env's default reset state (`DEFAULT_RESET_SCENE_OBS`: doors closed, lights
+  off), not relative to the annotated window's first frame: a drawer opened earlier in the play episode,
+  before the window starts, counts at every frame where it is still open. A frame's label therefore depends
+  only on its own ``scene_obs``, and a window's labels are those of its frames in the play episode. Only
+  tasks decidable from the scene state are allowed (`vla_parl.envs.calvin.tasks.SCENE_STATE_TASKS`);
+  contact-based tasks (lift, push, stack…) need the simulator and raise a ConfigError.
 """
 
 from __future__ import annotations
@@ -33,15 +37,21 @@ from vla_parl.data._io import suggest
 from vla_parl.envs.calvin.tasks import PARL_TASKS, SCENE_STATE_TASKS
 from vla_parl.errors import ConfigError, VLAParlError
 
-__all__ = ["CalvinReader", "completed_tasks", "load_frame"]
+__all__ = ["CalvinReader", "DEFAULT_RESET_SCENE_OBS", "completed_tasks", "load_frame"]
 
 _SPLITS = ("training", "validation")
 
+#: ``scene_obs`` [24] of the env's default reset (calvin_env's, and `CalvinSceneEnv.reset()` without arguments):
+#: sliding door right and drawer closed (joints 0), button and switch 0, lightbulb and LED off. The blocks, placed
+#: at random there, decide none of the scene-state tasks.
+DEFAULT_RESET_SCENE_OBS = np.zeros(24)
 
-def completed_tasks(scene_start: np.ndarray, scene: np.ndarray, targets: Sequence[str]) -> np.ndarray:
-    """Number of `targets` complete at each frame. scene_start [24], scene [T, 24] → int [T].
 
-    complete_i(t) = sign_i · (scene[t, idx_i] − scene_start[idx_i]) > thr_i (current state, not latched).
+def completed_tasks(reference: np.ndarray, scene: np.ndarray, targets: Sequence[str]) -> np.ndarray:
+    """Number of `targets` complete at each frame, relative to `reference`. reference [24], scene [T, 24] → int [T].
+
+    complete_i(t) = sign_i · (scene[t, idx_i] − reference[idx_i]) > thr_i (current state, not latched).
+    The PA-RL reward uses `DEFAULT_RESET_SCENE_OBS` as the reference.
     """
     unknown = [t for t in targets if t not in SCENE_STATE_TASKS]
     if unknown:
@@ -51,7 +61,7 @@ def completed_tasks(scene_start: np.ndarray, scene: np.ndarray, targets: Sequenc
     count = np.zeros(len(scene), np.int64)
     for t in targets:
         idx, sign, thr = SCENE_STATE_TASKS[t]
-        count += (sign * (scene[:, idx] - scene_start[idx]) > thr).astype(np.int64)
+        count += (sign * (scene[:, idx] - reference[idx]) > thr).astype(np.int64)
     return count
 
 
@@ -154,7 +164,7 @@ class CalvinReader:
             reward[-1] = 1.0
             terminal = np.arange(T) == T - 1
         else:
-            done = completed_tasks(scene[0], scene, self.targets)
+            done = completed_tasks(DEFAULT_RESET_SCENE_OBS, stack["scene_obs"], self.targets)  # as stored: float64
             reward = (done - self.k).astype(np.float32)
             terminal = done >= len(self.targets)
             if terminal.any():  # the episode ends at the first frame where all targets are complete

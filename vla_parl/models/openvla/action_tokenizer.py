@@ -4,6 +4,14 @@ Bins are ``linspace(-1, 1, n_bins)``; the ``n_bins - 1`` midpoints are the decod
 action x ∈ [-1, 1] is bucketed with ``d = digitize(clip(x, -1, 1), bins)`` ∈ {1..n_bins} and written as
 token ``vocab_end - d`` (31744..31999 for OpenVLA-7B, where ``vocab_end`` = 32000). Decoding maps a token
 t to ``centres[clip(vocab_end - t - 1, 0, n_bins - 2)]``. Works on numpy arrays and torch tensors.
+`encode` / `decode` are bit-exact with OpenVLA's (SFT labels and `predict_action` depend on it).
+
+The top of the range is not a fixed point: +1 (e.g. an open gripper) encodes to digit 256 (token
+``vocab_end - 256`` = 31744), which decodes to the last centre 1 − 1/255 ≈ 0.99608 — the same value as digit
+255 (31745) — and `encode` maps that centre to 31745. Re-tokenising a decoded action for distillation would
+so turn every sampled 31744 into 31745. `retokenize` is `encode` except that values at or above the last
+centre go to digit 256, so ``retokenize(decode(t)) == t`` for every action token but 31745, which decodes to
+the same value as 31744 and maps to 31744 (the token +1 itself encodes to).
 """
 
 from __future__ import annotations
@@ -54,6 +62,22 @@ class ActionTokenizer:
             return (self.vocab_end - digits).to(torch.int64)
         digits = np.digitize(np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0), self.bins)
         return (self.vocab_end - digits).astype(np.int64)
+
+    def retokenize(self, actions: ArrayLike) -> ArrayLike:
+        """`encode` for distillation targets: the same bins, but x ≥ the last bin centre → digit 256 (the token
+        of +1), so decoded tokens re-encode to themselves (31745 → 31744, see the module docstring).
+
+        The threshold is the last centre rounded to the input's own precision, so a float32 centre from
+        `decode` compares equal to it whichever way the rounding went."""
+        ids = self.encode(actions)
+        if isinstance(actions, torch.Tensor):
+            x = actions.detach()
+            x = x if x.is_floating_point() else x.double()
+            top = torch.tensor(self.bin_centers[-1], dtype=x.dtype, device=x.device)
+            return torch.where(x >= top, self.token_start, ids)
+        x = np.asarray(actions)
+        x = x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
+        return np.where(x >= x.dtype.type(self.bin_centers[-1]), self.token_start, ids).astype(np.int64)
 
     def decode(self, token_ids: ArrayLike) -> ArrayLike:
         """Token ids → normalised actions (bin centres) of the same shape (float64 numpy / float32 torch)."""
