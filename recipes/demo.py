@@ -1,6 +1,6 @@
 """The embedded CPU demo: scripted demos → SFT → Cal-QL critic → offline PA-RL → online PA-RL, evaluated.
 
-    vla-parl run demo                         # one seed (~13 min on 2 CPU cores)
+    vla-parl run demo                         # one seed (OpenVLA + diffusion, 2 processes)
     vla-parl run demo seeds=[0,1,2]           # the 3-seed table (3× the time)
 
 For each seed, on the built-in simulator with the tiny OpenVLA (full fine-tune; `lora.enabled=true` for
