@@ -202,14 +202,16 @@ class DemoRecipe:
     def _timed(self, seed: int, phase: str, started: float) -> None:
         self.wall.setdefault(seed, {})[phase] = time.perf_counter() - started
 
-    def _import_metrics(self, seed: int, run: str, run_dir: Path) -> None:
+    def _import_metrics(self, run_dir: Path, **tags: Any) -> None:
+        """Copy the records of `run_dir/metrics.jsonl` into this run's log with their own tags (seed, run, phase,
+        round: a policy worker's records carry them) and `tags` on top (a phase run's seed and run name)."""
         path = run_dir / "metrics.jsonl"
         for record in read_metrics(path) if path.is_file() else []:
             record.pop("time", None)
             step = record.pop("step")
-            tags = {k: record.pop(k) for k in ("phase", "round") if k in record}
-            self.logger.log(step, {k: v for k, v in record.items() if isinstance(v, (int, float))}, seed=seed,
-                            run=run, **tags)
+            own = {k: record.pop(k) for k in ("seed", "run", "phase", "round") if k in record}
+            self.logger.log(step, {k: v for k, v in record.items() if isinstance(v, (int, float))},
+                            **{**own, **tags})
 
     # ---- train: every seed, every policy class, every phase -----------------------------------------------------------
     def train(self) -> None:
@@ -266,11 +268,7 @@ class DemoRecipe:
         saved = json.loads((root / "demo_state.json").read_text())
         self.results.setdefault(seed, {}).update(saved["results"].get(str(seed), {}))
         self.wall.setdefault(seed, {}).update(saved["wall"].get(str(seed), {}))
-        for record in read_metrics(root / "metrics.jsonl") if (root / "metrics.jsonl").is_file() else []:
-            record.pop("time", None)
-            step = record.pop("step")
-            tags = {k: record.pop(k) for k in ("seed", "run", "phase", "round") if k in record}
-            self.logger.log(step, {k: v for k, v in record.items() if isinstance(v, (int, float))}, **tags)
+        self._import_metrics(root)
         self._save_state()
 
     def _policy_model(self, kind: str, model_dir: Path) -> Any:
@@ -314,9 +312,8 @@ class DemoRecipe:
         else:
             sft = _run_phase(SFTRecipe(self.sft_config(seed, kind), root / "sft", resume=self.resume,
                                        episodes=episodes))
-            sft_model = (sft.accelerator.unwrap_model(sft.model) if kind == "openvla"
-                         else self._policy_model(kind, model_dir)).eval()
-            self._import_metrics(seed, f"{prefix}sft", root / "sft")
+            sft_model = sft.accelerator.unwrap_model(sft.model).eval()
+            self._import_metrics(root / "sft", seed=seed, run=f"{prefix}sft")
         sft_policy = as_policy(sft_model, cfg.model.unnorm_key)
         self._timed(seed, f"{prefix}sft", t)
         self.evaluate_phase(seed, kind, "sft", sft_policy, None, record=record)
@@ -335,7 +332,7 @@ class DemoRecipe:
         else:
             _run_phase(critic_recipe)
             critic = critic_recipe.accelerator.unwrap_model(critic_recipe.critic)
-            self._import_metrics(seed, f"{prefix}critic", root / "critic")
+            self._import_metrics(root / "critic", seed=seed, run=f"{prefix}critic")
         self._timed(seed, f"{prefix}critic", t)
         if "vgps" in self._ablations(kind) and not vgps_done:
             # the pre-trained critic's operator over SFT samples, no distillation
@@ -368,7 +365,7 @@ class DemoRecipe:
                     loop.stop()
             parl.export(self.run_dir / "final" if kind == "openvla" and seed == cfg.seeds[0] else None)
             parl.cleanup()
-            self._import_metrics(seed, f"{prefix}parl", root / "parl")
+            self._import_metrics(root / "parl", seed=seed, run=f"{prefix}parl")
             self._timed(seed, f"{prefix}parl_total", t)
 
         # 5. ablation: PA-RL without local gradient steps
@@ -385,7 +382,7 @@ class DemoRecipe:
             ablation.setup()
             ablation.train()
             ablation.cleanup()
-            self._import_metrics(seed, f"{prefix}parl_no_local_steps", root / "parl_no_local_steps")
+            self._import_metrics(root / "parl_no_local_steps", seed=seed, run=f"{prefix}parl_no_local_steps")
             self._timed(seed, f"{prefix}ablation_no_local_steps", t)
         self._save_state()
         for buffer in root.glob("*/data"):   # each phase's copy of the demos (~100 MB), rebuilt from the seed on demand

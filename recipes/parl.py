@@ -291,9 +291,9 @@ class ParlRecipe:
         if cfg.online.collect_with == "operator":
             act = self.policy_update.operator.with_policy(sampler).actor(self.generator)
         else:
-            def act(obs: Any) -> np.ndarray:
-                with torch.no_grad():
-                    return sampler.sample_actions(obs, 1, generator=self.generator).actions[:, 0].cpu().numpy()
+            from vla_parl.eval.tabletop import sample_actor
+
+            act = sample_actor(sampler, generator=self.generator)
         result = run_episodes(self.env_adapter, act, episodes=cfg.online.episodes_per_round, seed=seed,
                               unnormalize=self.policy.unnormalize, keep_trajectories=True)
         episodes_to_buffer(result.trajectories, self.online, lambda a: a, cfg.data.gamma)

@@ -209,18 +209,15 @@ def _load_policy(checkpoint: str, unnorm_key: str | None) -> tuple[Any, Any]:
     """The `Policy` in `checkpoint` — an OpenVLA (greedy alone), or the diffusion/Gaussian policy a
     `policy.type=...` run saved (one sample alone) — and the instruction tokenizer its critics embed with
     (None: the critic's own hashed words)."""
-    from vla_parl.policy._common import checkpoint_kind
+    from vla_parl.training.builders import load_bc_policy
 
-    kind = checkpoint_kind(checkpoint)
-    if kind in ("DiffusionPolicy", "GaussianPolicy"):
-        from vla_parl import policy as policies
-
-        policy = getattr(policies, kind).load(checkpoint)
+    policy = load_bc_policy(checkpoint)
+    if policy is not None:
         if unnorm_key is not None and unnorm_key != policy.unnorm_key:
             from vla_parl.errors import ConfigError
 
-            raise ConfigError(f"--unnorm-key {unnorm_key}: {checkpoint} holds a {kind} with the statistics of "
-                              f"{policy.unnorm_key!r} only; drop --unnorm-key")
+            raise ConfigError(f"--unnorm-key {unnorm_key}: {checkpoint} holds a {type(policy).__name__} with the "
+                              f"statistics of {policy.unnorm_key!r} only; drop --unnorm-key")
         return policy.eval(), None
     from vla_parl.models import OpenVLA
     from vla_parl.policy.openvla import OpenVLAPolicy

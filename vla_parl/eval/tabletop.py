@@ -38,28 +38,19 @@ def evaluate_tabletop(act: Callable[[Any], Any], *, task: str, episodes: int, se
                         progress=progress, keep_trajectories=keep_trajectories)
 
 
-def greedy_actor(policy: Any, temperature: float = 0.0,
-                 generator: Any = None) -> Callable[[Any], np.ndarray]:
-    """Greedy (argmax-token; or sampled at `temperature` > 0) actions of an `OpenVLAPolicy`: normalised [B, A]."""
-    import torch
-
+def greedy_actor(policy: Any) -> Callable[[Any], np.ndarray]:
+    """Greedy (argmax-token) actions of an `OpenVLAPolicy`, whatever its own sampling settings: normalised [B, A]."""
     from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings
 
-    actor = OpenVLAPolicy(policy.model, SamplingSettings(temperature=temperature), unnorm_key=policy.unnorm_key)
-
-    def act(obs: Any) -> np.ndarray:
-        with torch.no_grad():
-            return actor.sample_actions(obs, 1, generator=generator).actions[:, 0].numpy()
-
-    return act
+    return sample_actor(OpenVLAPolicy(policy.model, SamplingSettings(temperature=0.0), unnorm_key=policy.unnorm_key))
 
 
-def sample_actor(policy: Any, seed: int = 0) -> Callable[[Any], np.ndarray]:
-    """One sample of any `Policy` per state (a diffusion policy's DDPM sample, a Gaussian's draw), from a generator
-    seeded with `seed`: normalised [B, A]."""
+def sample_actor(policy: Any, seed: int = 0, generator: Any = None) -> Callable[[Any], np.ndarray]:
+    """One sample of any `Policy` per state (a diffusion policy's DDPM sample, a Gaussian's draw, an OpenVLA's at
+    its sampling settings), from `generator` or else one seeded with `seed`: normalised [B, A]."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
 
     def act(obs: Any) -> np.ndarray:
         with torch.no_grad():

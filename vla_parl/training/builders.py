@@ -17,8 +17,8 @@ import torch
 
 from vla_parl.errors import ConfigError
 
-__all__ = ["make_accelerator", "build_model", "build_critic", "build_bc_policy", "load_start_policy", "as_policy",
-           "instruction_tokenizer", "is_openvla", "trim_metrics", "resume_and_open_logger", "HASHED_VOCAB"]
+__all__ = ["make_accelerator", "build_model", "build_critic", "build_bc_policy", "load_bc_policy", "load_start_policy",
+           "as_policy", "instruction_tokenizer", "is_openvla", "trim_metrics", "resume_and_open_logger", "HASHED_VOCAB"]
 
 HASHED_VOCAB = 4096   # hashing-tokenizer buckets of the instruction, for policies without a tokenizer of their own
 _BC_CLASSES = ("DiffusionPolicy", "GaussianPolicy")
@@ -105,17 +105,24 @@ def is_openvla(model: Any) -> bool:
     return type(model).__name__ not in _BC_CLASSES
 
 
-def load_start_policy(model: Any, source: str, *, device: Any = "cpu") -> Any:
-    """What the critic and parl recipes start from: the diffusion/Gaussian policy saved in directory `source`
-    (its class read from the checkpoint), else the OpenVLA `build_model(model, source=source)` builds."""
+def load_bc_policy(source: str, *, device: Any = "cpu") -> Any | None:
+    """The diffusion/Gaussian policy saved in directory `source` (its class read from the checkpoint), or None
+    when `source` holds none (an OpenVLA directory, a hub id)."""
     from vla_parl.policy._common import checkpoint_kind
 
     kind = checkpoint_kind(source) if source else None
-    if kind in _BC_CLASSES:
-        from vla_parl import policy as policies
+    if kind not in _BC_CLASSES:
+        return None
+    from vla_parl import policy as policies
 
-        return getattr(policies, kind).load(source, map_location=device)
-    return build_model(model, source=source, device=device)
+    return getattr(policies, kind).load(source, map_location=device)
+
+
+def load_start_policy(model: Any, source: str, *, device: Any = "cpu") -> Any:
+    """What the critic and parl recipes start from: the diffusion/Gaussian policy saved in directory `source`
+    (`load_bc_policy`), else the OpenVLA `build_model(model, source=source)` builds."""
+    bc = load_bc_policy(source, device=device)
+    return bc if bc is not None else build_model(model, source=source, device=device)
 
 
 def as_policy(model: Any, unnorm_key: str) -> Any:
