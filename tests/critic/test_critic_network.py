@@ -144,6 +144,26 @@ def test_image_critic_preset_augments_only_in_training_mode():
         assert not torch.allclose(critic.encode(obs), critic.encode(obs))
 
 
+def test_image_width_scales_the_resnet_stages_and_survives_save_load(tmp_path):
+    torch.manual_seed(0)
+    standard = ObservationEncoder(image_size=32, image_feature_dim=8).image.backbone
+    narrow = ObservationEncoder(image_size=32, image_feature_dim=8, image_width=16).image.backbone
+    assert standard.num_features == 512 and narrow.num_features == 128
+    assert narrow.layer1[0].conv1.out_channels == 16 and narrow.layer1[0].bn1.num_groups == 16
+    assert standard.layer1[0].bn1.num_groups == 32
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in standard.parameters()) / 10
+    critic = QCritic(CriticConfig(action_dim=2, hidden_dims=(8,), image_size=32, image_feature_dim=8, image_width=24))
+    critic.save(tmp_path / "c")
+    restored = QCritic.load(tmp_path / "c")
+    assert restored.encoder.image.backbone.layer1[0].conv1.out_channels == 24 and restored.config.image_width == 24
+    obs = Observation(images=torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
+    critic.eval(), restored.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(restored.encode(obs), critic.encode(obs))
+    with pytest.raises(ConfigError, match="base width"):
+        ObservationEncoder(image_size=32, image_width=4)
+
+
 def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(0)
     critic = critic_state(3, 2, hidden_dims=(8,), num_q_heads=3, value_head=True)

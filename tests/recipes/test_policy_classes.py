@@ -27,12 +27,13 @@ def test_sft_critic_parl_for_a_non_vla_policy_class(kind, tmp_path):
     cls = DiffusionPolicy if kind == "diffusion" else GaussianPolicy
     sft, critic, parl = tmp_path / "sft", tmp_path / "critic", tmp_path / "parl"
     proc, _ = run_cli("run", "sft", "--output-dir", str(sft), f"policy.type={kind}", "policy.image_size=32",
-                      "policy.image_feature_dim=8", *_NETS[kind], *_DATA, "optim.steps=4", "optim.batch_size=8",
-                      "run.checkpoint_every=2")
+                      "policy.image_width=16", "policy.image_feature_dim=8", *_NETS[kind], *_DATA, "optim.steps=4",
+                      "optim.batch_size=8", "run.checkpoint_every=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     bc = cls.load(sft / "final" / "model")
     verify_manifest(sft / "final" / "model")
     assert bc.unnorm_key == "tabletop" and bc.obs_encoder.proprio_dim == 7      # the tabletop data's proprio
+    assert bc.obs_encoder.image.backbone.layer1[0].conv1.out_channels == 16     # policy.image_width
     losses = last_values(sft / "metrics.jsonl", f"sft/{_LOSS[kind]}")
     assert sorted(losses) == [1, 2, 3, 4] and all(v == v for v in losses.values())
 

@@ -36,6 +36,7 @@ class CriticConfig:
     target_pair_size: int = 2          # the TD target is the min over this many randomly chosen target heads
     value_head: bool = False           # V(s), which IQL needs
     image_size: int = 0                # > 0: ResNet-18 image encoder at this size (>= 32); 0: no image
+    image_width: int = 64              # the ResNet-18's base width (stages w, 2w, 4w, 8w; standard: 64)
     image_feature_dim: int = 64
     shift_pad: int = 4                 # random-shift augmentation of the images (pixels)
     instruction: bool = True           # condition on the instruction (the policy's tokenizer)
@@ -56,6 +57,7 @@ class CriticConfig:
                                   "one or more layer widths >= 1, e.g. [256, 256]")
         check_range("target_pair_size", self.target_pair_size, low=1)
         check_range("num_q_heads", self.num_q_heads, low=self.target_pair_size)
+        check_range("image_width", self.image_width, low=8)
         check_range("image_feature_dim", self.image_feature_dim, low=1)
         check_range("instruction_dim", self.instruction_dim, low=1)
         check_range("shift_pad", self.shift_pad, low=0)

@@ -60,8 +60,9 @@ class QCritic(nn.Module):
         self.num_q_heads = config.num_q_heads
         self.encoder = ObservationEncoder(
             image_size=config.image_size, image_feature_dim=config.image_feature_dim, shift_pad=config.shift_pad,
-            vocab_size=config.vocab_size, instruction_dim=config.instruction_dim, proprio_dim=config.proprio_dim,
-            state_dim=config.state_dim, tokenize=tokenize, custom_tokenizer=config.custom_tokenizer)
+            image_width=config.image_width, vocab_size=config.vocab_size, instruction_dim=config.instruction_dim,
+            proprio_dim=config.proprio_dim, state_dim=config.state_dim, tokenize=tokenize,
+            custom_tokenizer=config.custom_tokenizer)
         self.config = config = config.described(custom_tokenizer=tokenize is not None)
         self.q_heads = EnsembleQ(self.encoder.output_dim, config.action_dim, config.hidden_dims, config.num_q_heads)
         self.value = None

@@ -83,6 +83,7 @@ class PolicyConfig:
 
     type: Literal["openvla", "diffusion", "gaussian"] = "openvla"
     image_size: int = 100              # the ResNet-18's input (official CALVIN: 100 px); >= 32
+    image_width: int = 64              # the ResNet-18's base width (stages w, 2w, 4w, 8w; standard and official: 64)
     image_feature_dim: int = 256
     shift_pad: int = 4                 # random-shift augmentation while training (pixels)
     proprio: bool = True               # read the robot's proprioception when the data has it
@@ -96,6 +97,7 @@ class PolicyConfig:
             raise ConfigError(f"policy.type must be one of {POLICY_TYPES}, got {self.type!r}")
         if self.image_size < 32:
             raise OutOfRangeError("image_size", self.image_size, ">= 32 (the ResNet-18 image encoder)")
+        check_range("image_width", self.image_width, low=8)
         check_range("image_feature_dim", self.image_feature_dim, low=1)
         check_range("shift_pad", self.shift_pad, low=0)
         check_range("instruction_dim", self.instruction_dim, low=1)

@@ -88,7 +88,8 @@ def build_bc_policy(policy: Any, *, action_dim: int, proprio_dim: int, norm_stat
     from vla_parl.policy import DiffusionPolicy, GaussianPolicy
 
     encoder = ObservationEncoder(image_size=policy.image_size, image_feature_dim=policy.image_feature_dim,
-                                 shift_pad=policy.shift_pad, vocab_size=HASHED_VOCAB if policy.instruction else 0,
+                                 shift_pad=policy.shift_pad, image_width=policy.image_width,
+                                 vocab_size=HASHED_VOCAB if policy.instruction else 0,
                                  instruction_dim=policy.instruction_dim,
                                  proprio_dim=proprio_dim if policy.proprio else 0)
     cls, config = (DiffusionPolicy, policy.diffusion) if policy.type == "diffusion" else (GaussianPolicy, policy.gaussian)
