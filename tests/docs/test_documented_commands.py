@@ -101,8 +101,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vla-parl run RECIPE [--config FILE_OR_BUILTIN] [--output-dir DIR] [--resume | --force] [key=value ...]":
         (SKIP, "a synopsis"),
     "vla-parl run demo seeds=[0,1,2]": (CHECK, "3 × one seed"),
-    "vla-parl run demo online.env=robot": (CHECK, "13 min; the pipeline runs with demo_ci in "
-                                                  "tests/demo/test_demo_robot.py"),
+    "vla-parl run demo online.env=robot": (CHECK, "tens of minutes on 2 cores; the pipeline runs with demo_ci "
+                                                  "in tests/demo/test_demo_robot.py"),
     "vla-parl run sft --config sft_tabletop --output-dir runs/sft optim.steps=200": (RUN, "runs/sft/final/model"),
     "vla-parl run sft --output-dir runs/sft --resume": (RUN, "runs/sft/final/model"),
     "vla-parl run critic --output-dir runs/critic policy=runs/sft/final/model": (RUN, "runs/critic/final/critic"),
