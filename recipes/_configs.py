@@ -45,6 +45,10 @@ class ModelSection:
     load_in_4bit: bool = False         # QLoRA (CUDA + bitsandbytes)
     gradient_checkpointing: bool = False
     unnorm_key: str = "tabletop"       # name of the dataset statistics written into the model
+    # the training cross-entropy's softmax: full = the whole 32064-token vocabulary (official OpenVLA);
+    # action_tokens = the 256 action-token logits only, the distribution the sampler draws from (half the step
+    # time of the tiny model on a CPU; the EOS position goes unsupervised)
+    loss_vocab: Literal["full", "action_tokens"] = "full"
 
     def __post_init__(self) -> None:
         check_range("image_size", self.image_size, low=14)

@@ -1,6 +1,6 @@
 """The embedded CPU demo: scripted demos → SFT → Cal-QL critic → offline PA-RL → online PA-RL, evaluated.
 
-    vla-parl run demo                         # one seed (OpenVLA + diffusion, 2 processes)
+    vla-parl run demo                         # one seed (OpenVLA + diffusion, each with its ablation process)
     vla-parl run demo seeds=[0,1,2]           # the 3-seed table (3× the time)
 
 For each seed, on the built-in simulator with the tiny OpenVLA (full fine-tune; `lora.enabled=true` for
@@ -248,28 +248,46 @@ class DemoRecipe:
     def _start_worker(self, seed: int, kind: str) -> tuple[str, Any]:
         """Run `kind`'s phases in a process of its own (spawned: a fresh interpreter), at the same time as the first
         class's; it keeps its state, metrics and results in seed_<s>/<kind>/ for `_join_worker`."""
+        return kind, self._spawn(seed, kind, _policy_worker, kind)
+
+    def _spawn(self, seed: int, name: str, target: Any, kind: str) -> Any:
         import multiprocessing
 
         process = multiprocessing.get_context("spawn").Process(
-            target=_policy_worker, args=(to_dict(self.cfg), str(self.run_dir), seed, kind, self.resume),
-            name=f"demo-{kind}-seed{seed}")
+            target=target, args=(to_dict(self.cfg), str(self.run_dir), seed, kind, self.resume),
+            name=f"demo-{name}-seed{seed}")
         process.start()
-        print(f"[seed {seed}] {kind}: its phases run in process {process.pid} at the same time", flush=True)
-        return kind, process
+        print(f"[seed {seed}] {name}: runs in process {process.pid} at the same time", flush=True)
+        return process
 
-    def _join_worker(self, seed: int, kind: str, process: Any) -> None:
-        """Wait for a worker, then take its rows, wall times and metric records into this run's."""
+    def _join_worker(self, seed: int, kind: str, process: Any, state_dir: Path | None = None) -> None:
+        """Wait for a worker, then take its rows, wall times and metric records (in `state_dir`, default the
+        class's seed_<s>/<kind>/) into this run's."""
         process.join()
-        root = self._root(seed, kind)
+        state_dir = state_dir or self._root(seed, kind)
         if process.exitcode != 0:
-            raise RuntimeError(f"the demo's {kind} policy process (seed {seed}) failed with exit code "
-                               f"{process.exitcode}: its output is above; `vla-parl run demo --resume` continues "
-                               f"from its last finished phase ({root})")
-        saved = json.loads((root / "demo_state.json").read_text())
+            raise RuntimeError(f"the demo's {process.name} process failed with exit code {process.exitcode}: its "
+                               f"output is above; `vla-parl run demo --resume` continues from its last finished "
+                               f"phase ({state_dir})")
+        saved = json.loads((state_dir / "demo_state.json").read_text())
         self.results.setdefault(seed, {}).update(saved["results"].get(str(seed), {}))
         self.wall.setdefault(seed, {}).update(saved["wall"].get(str(seed), {}))
-        self._import_metrics(root)
+        self._import_metrics(state_dir)
         self._save_state()
+
+    def _ablation_dir(self, seed: int, kind: str) -> Path:
+        """The no-local-steps ablation's process state (its PA-RL run is `parl_no_local_steps/` beside it)."""
+        return self._root(seed, kind) / "no_local_steps"
+
+    def _load_critic(self, kind: str, sft_model: Any, root: Path) -> Any:
+        """The class's pre-trained critic (`<root>/critic/final/critic`), its instructions tokenised as it was."""
+        from vla_parl.critic import QCritic
+
+        tokenize = None
+        if kind == "openvla" and self.cfg.critic.instruction:
+            tokenizer = sft_model.processor.tokenizer
+            tokenize = lambda texts: tokenizer.encode_batch(texts)   # noqa: E731
+        return QCritic.load(root / "critic" / "final" / "critic", tokenize=tokenize)
 
     def _policy_model(self, kind: str, model_dir: Path) -> Any:
         """A saved SFT/BC policy of `kind`, in eval mode."""
@@ -284,14 +302,12 @@ class DemoRecipe:
     def run_policy(self, seed: int, kind: str) -> None:
         """Every phase of one policy class for one seed: SFT/BC → critic → (V-GPS) → offline → online PA-RL
         (→ the no-local-steps ablation), each evaluated with the policy alone and with the operator."""
-        from vla_parl.critic import QCritic
         from vla_parl.demo.report import row_key
         from vla_parl.parl import ImprovementOperator
         from vla_parl.training.builders import as_policy
         from vla_parl.training.data import load_episodes
 
         from vla_parl.recipes.critic import CriticRecipe
-        from vla_parl.recipes.parl import ParlRecipe
         from vla_parl.recipes.sft import SFTRecipe
 
         cfg, root = self.cfg, self._root(seed, kind)
@@ -324,11 +340,7 @@ class DemoRecipe:
                                      policy_model=sft_model, episodes=episodes)
         vgps_done = row_key(kind, "vgps", "operator") in done
         if (root / "critic" / "final" / "critic").is_dir() and vgps_done:
-            tokenize = None
-            if kind == "openvla" and cfg.critic.instruction:
-                tokenizer = sft_model.processor.tokenizer
-                tokenize = lambda texts: tokenizer.encode_batch(texts)   # noqa: E731
-            critic = QCritic.load(root / "critic" / "final" / "critic", tokenize=tokenize)
+            critic = self._load_critic(kind, sft_model, root)
         else:
             _run_phase(critic_recipe)
             critic = critic_recipe.accelerator.unwrap_model(critic_recipe.critic)
@@ -339,8 +351,35 @@ class DemoRecipe:
             self.evaluate_phase(seed, kind, "vgps", sft_policy,
                                 ImprovementOperator(critic, sft_policy, cfg.action_optimizer))
 
-        # 3. + 4. offline then online PA-RL (evaluated when each stage ends); online.env=robot: the online stage
-        # learns from simulated robots acting through a policy server that hot-swaps each published round
+        # 3. + 4. offline then online PA-RL (evaluated when each stage ends); 5. the no-local-steps ablation, which
+        # needs only the SFT policy and the critic: with parallel_policies it runs in a process of its own from here
+        # on, at the same time as PA-RL
+        ablate = "no_local_steps" in self._ablations(kind) and row_key(kind, "no_local_steps", "policy") not in done
+        ablation = (self._spawn(seed, f"{kind} no-local-steps ablation", _ablation_worker, kind)
+                    if ablate and cfg.parallel_policies else None)
+        try:
+            self._run_parl(seed, kind, sft_model, critic, episodes, record)
+            if ablation is not None:
+                self._join_worker(seed, kind, ablation, self._ablation_dir(seed, kind))
+            elif ablate:
+                self.run_ablation(seed, kind, sft_model, critic, episodes)
+        finally:
+            if ablation is not None and ablation.is_alive():
+                ablation.terminate()
+        self._save_state()
+        for buffer in root.glob("*/data"):   # each phase's copy of the demos (~100 MB), rebuilt from the seed on demand
+            shutil.rmtree(buffer, ignore_errors=True)
+
+    def _run_parl(self, seed: int, kind: str, sft_model: Any, critic: Any, episodes: list[dict[str, Any]],
+                  record: bool) -> None:
+        """Offline then online PA-RL from the SFT policy and the pre-trained critic, each stage evaluated."""
+        from vla_parl.demo.report import row_key
+        from vla_parl.recipes.parl import ParlRecipe
+
+        cfg, root = self.cfg, self._root(seed, kind)
+        prefix = "" if kind == "openvla" else f"{kind}/"
+        # online.env=robot: the online stage learns from simulated robots acting through a policy server that
+        # hot-swaps each published round
         loops: list[Any] = []
         robots_online = cfg.online.env == "robot" and cfg.online.rounds > 0
 
@@ -350,7 +389,7 @@ class DemoRecipe:
             if stage == "offline" and robots_online:
                 loops.append(self.robot_loop(seed, parl))
 
-        if row_key(kind, "online", "policy") not in done:
+        if row_key(kind, "online", "policy") not in self.results.get(seed, {}):
             t = time.perf_counter()
             parl = ParlRecipe(self.parl_config(seed, kind=kind), root / "parl", resume=self.resume,
                               policy_model=copy.deepcopy(sft_model), critic=copy.deepcopy(critic), episodes=episodes,
@@ -368,25 +407,35 @@ class DemoRecipe:
             self._import_metrics(root / "parl", seed=seed, run=f"{prefix}parl")
             self._timed(seed, f"{prefix}parl_total", t)
 
-        # 5. ablation: PA-RL without local gradient steps
-        if "no_local_steps" in self._ablations(kind) and row_key(kind, "no_local_steps", "policy") not in done:
-            t = time.perf_counter()
+    def run_ablation(self, seed: int, kind: str, sft_model: Any | None = None, critic: Any | None = None,
+                     episodes: list[dict[str, Any]] | None = None) -> None:
+        """The ablation: PA-RL without local gradient steps (action_optimizer.num_steps=0), from the same SFT policy
+        and pre-trained critic (loaded from the class's run dirs when not given: the ablation's own process)."""
+        from vla_parl.recipes.parl import ParlRecipe
 
-            def ablation_hook(stage: str, policy: Any) -> None:
-                if stage == "online" or cfg.online.rounds == 0:
-                    self.evaluate_phase(seed, kind, "no_local_steps", policy, ablation.policy_update.operator)
+        cfg, root = self.cfg, self._root(seed, kind)
+        prefix = "" if kind == "openvla" else f"{kind}/"
+        t = time.perf_counter()
+        if sft_model is None:
+            sft_model = self._policy_model(kind, root / "sft" / "final" / "model")
+        if critic is None:
+            critic = self._load_critic(kind, sft_model, root)
+        if episodes is None:
+            _reuse_demo_buffer(root / "critic", root / "parl_no_local_steps")
 
-            ablation = ParlRecipe(self.parl_config(seed, num_steps=0, kind=kind), root / "parl_no_local_steps",
-                                  resume=self.resume, policy_model=copy.deepcopy(sft_model),
-                                  critic=copy.deepcopy(critic), episodes=episodes, on_stage_end=ablation_hook)
-            ablation.setup()
-            ablation.train()
-            ablation.cleanup()
-            self._import_metrics(root / "parl_no_local_steps", seed=seed, run=f"{prefix}parl_no_local_steps")
-            self._timed(seed, f"{prefix}ablation_no_local_steps", t)
+        def ablation_hook(stage: str, policy: Any) -> None:
+            if stage == "online" or cfg.online.rounds == 0:
+                self.evaluate_phase(seed, kind, "no_local_steps", policy, ablation.policy_update.operator)
+
+        ablation = ParlRecipe(self.parl_config(seed, num_steps=0, kind=kind), root / "parl_no_local_steps",
+                              resume=self.resume, policy_model=copy.deepcopy(sft_model), critic=copy.deepcopy(critic),
+                              episodes=episodes, on_stage_end=ablation_hook)
+        ablation.setup()
+        ablation.train()
+        ablation.cleanup()
+        self._import_metrics(root / "parl_no_local_steps", seed=seed, run=f"{prefix}parl_no_local_steps")
+        self._timed(seed, f"{prefix}ablation_no_local_steps", t)
         self._save_state()
-        for buffer in root.glob("*/data"):   # each phase's copy of the demos (~100 MB), rebuilt from the seed on demand
-            shutil.rmtree(buffer, ignore_errors=True)
 
     # ---- outputs -------------------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -436,6 +485,30 @@ def _policy_worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, r
     recipe.setup()
     try:
         recipe.run_policy(seed, kind)
+    finally:
+        recipe.cleanup()
+
+
+def _reuse_demo_buffer(source_run: Path, run: Path) -> None:
+    """Give `run` a copy of `source_run`'s finished demo buffer (`data/offline`, the same seed's episodes with the same
+    statistics and γ), so a phase in another process does not generate the demos again."""
+    source, target = source_run / "data" / "offline", run / "data" / "offline"
+    if (source / "complete").is_file() and not (target / "complete").is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+        print(f"{run.name}: reuses the demo buffer of {source_run}", flush=True)
+
+
+def _ablation_worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, resume: bool) -> None:
+    """A spawned process's body: `kind`'s no-local-steps ablation for one seed, its state in the ablation dir."""
+    from vla_parl.config.schema import from_dict
+
+    cfg = from_dict(DemoRecipeConfig, config)
+    recipe = DemoRecipe(cfg, run_dir, resume=resume)
+    recipe.state_dir = recipe._ablation_dir(seed, kind)
+    recipe.setup()
+    try:
+        recipe.run_ablation(seed, kind)
     finally:
         recipe.cleanup()
 

@@ -26,6 +26,11 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
     assert set(summary["mean"]) == set(rows) and "total_wall_time_s" in summary
     assert {"diffusion/sft", "diffusion/parl_total"} <= set(summary["seeds"]["0"]["wall_time_s"])
     assert (out / "seed_0" / "diffusion" / "parl" / "final" / "model" / "config.json").is_file()
+    # each class's no-local-steps ablation ran in a process of its own, beside its PA-RL run, on a copy of the
+    # critic phase's demo buffer instead of generating the demos again
+    assert "parl_no_local_steps: reuses the demo buffer of" in proc.stdout
+    for root in (out / "seed_0", out / "seed_0" / "diffusion"):
+        assert (root / "no_local_steps" / "demo_state.json").is_file() and (root / "parl_no_local_steps").is_dir()
     for row in rows.values():
         assert row["episodes"] == 3 and 0 <= row["interval95"][0] <= row["success_rate"] <= row["interval95"][1] <= 1
     assert {"sft", "critic", "parl_total"} <= set(summary["seeds"]["0"]["wall_time_s"])
@@ -45,6 +50,7 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
     assert any("sft/loss" in r for r in records) and any("critic/loss" in r for r in records)
     assert any("policy/distill_loss" in r for r in records)
     assert any(r.get("run") == "diffusion/parl" and "policy/diffusion_loss" in r for r in records)   # the worker's
+    assert any(r.get("run") == "diffusion/parl_no_local_steps" and "policy/diffusion_loss" in r for r in records)
     # a finished seed keeps its phases' outputs and online replay, not their rebuilt copies of the demos
     assert not list((out / "seed_0").glob("*/data")) and (out / "seed_0" / "parl" / "replay").is_dir()
     assert (out / "seed_0" / "sft" / "final" / "model").is_dir()
@@ -55,3 +61,16 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
     evaluated = json.loads((tmp_path / "eval" / "tabletop_results.json").read_text())["rows"]
     for acting in ("policy", "operator"):
         assert evaluated[acting] == rows[f"openvla/online/{acting}"], acting
+
+
+@pytest.mark.slow
+def test_demo_ci_runs_the_ablation_in_process_without_parallel_policies(tmp_path):
+    """parallel_policies=false: every phase, the no-local-steps ablation included, runs in the one process."""
+    out = tmp_path / "demo"
+    proc, _ = run_cli("run", "demo", "--config", "demo_ci", "--output-dir", str(out), "policies=[openvla]",
+                      "parallel_policies=false", "eval.episodes=2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "runs in process" not in proc.stdout
+    rows = json.loads((out / "summary.json").read_text())["seeds"]["0"]["phases"]
+    assert {"openvla/no_local_steps/policy", "openvla/no_local_steps/operator", "openvla/online/operator"} <= set(rows)
+    assert not (out / "seed_0" / "no_local_steps").exists() and (out / "seed_0" / "parl_no_local_steps").is_dir()

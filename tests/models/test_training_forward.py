@@ -25,6 +25,29 @@ def test_loss_equals_cross_entropy_on_action_tokens_and_eos(tiny_vla):
     assert 0.0 <= out.action_accuracy <= 1.0 and out.action_l1 >= 0.0
 
 
+
+def test_action_token_loss_is_cross_entropy_under_the_action_token_softmax(tiny_vla):
+    tokens = torch.tensor([[31800, 31810, 31820, 31830, 31840, 31850, 31990]])
+    batch = tiny_vla.processor.training_batch([np.zeros((56, 56, 3), np.uint8)], ["open the drawer"], tokens)
+    start, end = tiny_vla.action_tokenizer.token_start, tiny_vla.action_tokenizer.token_end
+    try:
+        tiny_vla.loss_vocab = "action_tokens"
+        out = tiny_vla(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels)
+    finally:
+        tiny_vla.loss_vocab = "full"
+    with torch.no_grad():
+        full = tiny_vla(batch.input_ids, batch.pixel_values, batch.attention_mask).logits
+    # the 7 action positions only (EOS unsupervised), logits over the 256 action tokens
+    assert out.logits.shape == (7, end - start) and out.target_ids.tolist() == tokens[0].tolist()
+    action_logits = full[0, -9:-2, start:end]          # the positions predicting the 7 action tokens
+    reference = F.cross_entropy(action_logits, tokens[0] - start)
+    torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=1e-5)
+    assert reference < F.cross_entropy(full[0, -9:-2], tokens[0])   # a smaller softmax: a different loss
+    out.loss.backward()
+    head_grad = tiny_vla.language_model.lm_head.weight.grad
+    assert head_grad[start:end].abs().sum() > 0 and head_grad[:start].abs().sum() == 0
+    tiny_vla.zero_grad(set_to_none=True)
+
 def test_overfitting_one_example_makes_predict_action_return_it():
     model = openvla_tiny(image_size=56, seed=1).train()
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)

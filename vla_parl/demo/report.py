@@ -72,10 +72,15 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
         "(Gaussian noise on the translation and random-action mistakes; the measured expert success is printed "
         "per seed).",
         "Policy: tiny OpenVLA (DINOv2+SigLIP tiny, 2-layer Llama, real 32064-token vocabulary), "
-        + ("LoRA." if config["lora"]["enabled"] else "full fine-tune (LoRA on a randomly initialised tiny model "
-                                                      "learns too slowly; `lora.enabled=true` switches to LoRA)."),
+        + ("LoRA" if config["lora"]["enabled"] else "full fine-tune (LoRA on a randomly initialised tiny model "
+                                                     "learns too slowly; `lora.enabled=true` switches to LoRA)")
+        + ("; its cross-entropy is taken over the 256 action-token logits the sampler draws from "
+           "(`model.loss_vocab=action_tokens`)." if config["model"].get("loss_vocab") == "action_tokens"
+           else "; cross-entropy over the whole vocabulary, as the official fine-tuning."),
         "Critic: asymmetric — Q(s, a) reads the simulator's target-block position, the gripper proprio and the "
-        f"instruction (the policy only sees the image and the instruction); {objective} pre-training on the demos.",
+        f"instruction (the policy only sees the image and the instruction); {len(config['critic']['hidden_dims'])}-layer "
+        f"MLP ({'×'.join(map(str, config['critic']['hidden_dims']))}) per head, {config['critic']['num_q_heads']} heads; "
+        f"{objective} pre-training on the demos.",
         f"PA-RL: N = {opt['num_samples']} policy samples per state → top-{opt['top_k']} by Q → {opt['num_steps']} "
         "local gradient-ascent steps on a → argmax; distilled with the policy's own token cross-entropy. "
         "Candidates come from a cache refreshed from the current policy (official PA-RL's caching workers). "
@@ -86,7 +91,8 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
         f"critic steps (lr {online['critic_lr'] or config['critic_optim']['lr']}) and "
         f"{online['distill_steps_per_round']} distillation steps.",
         *([f"Diffusion policy: DDPM ({dp['diffusion']['num_diffusion_steps']} denoising steps, MLP-ResNet ε-net "
-           f"{dp['diffusion']['num_blocks']}×{dp['diffusion']['hidden_dim']}) on a ResNet-18 image encoder trained from "
+           f"{dp['diffusion']['num_blocks']}×{dp['diffusion']['hidden_dim']}) on a ResNet-18 image encoder (base width "
+           f"{dp.get('image_width', 64)}) trained from "
            f"scratch at {dp['image_size']} px (+ proprio), behaviour-cloned for {ds['steps']} steps, then the same "
            "critic recipe and PA-RL schedule as the OpenVLA, distilled with its own ε-prediction loss; alone it acts "
            "with one DDPM sample per step."]

@@ -74,6 +74,7 @@ def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | No
             built.config.norm_stats = merge_norm_stats(built.norm_stats, norm_stats)
     if model.gradient_checkpointing:
         built.enable_gradient_checkpointing()
+    built.loss_vocab = model.loss_vocab
     return built
 
 
