@@ -48,6 +48,8 @@ def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys,
         assert row["step_s"] > 0 and row["improve_s"] > 0 and row["distill_s"] >= 0 and row["peak_memory_mb"] > 0
         assert row["states_per_s"] == pytest.approx(2 / row["step_s"])
     assert result["checkpointing_time_ratio"] > 0 and result["checkpointing_memory_ratio"] > 0
+    assert [r["loss_vocab"] for r in result["loss_vocab_rows"]] == ["full", "action_tokens"]
+    assert all(r["step_s"] > 0 for r in result["loss_vocab_rows"]) and result["action_token_loss_distill_ratio"] > 0
     assert 0 < result["trainable_params"] < 200_000        # the LoRA r = 4 adapters only (the tiny model: 4.9M)
     assert "one PA-RL iteration" in capsys.readouterr().out
     assert calls, "the checkpointed setting must really recompute (the distillation forward runs in training mode)"

@@ -7,7 +7,9 @@ gradient steps on the action, take the argmax, re-tokenize it and take one LoRA 
 OpenVLA run); the critic is the PA-RL image preset (`critic_resnet18`) for the 7B and a scaled-down one for
 the tiny model.
 
-Both settings run side by side on the same model, critic and states; reported per setting: the median
+Both settings run side by side on the same model, critic and states (and then, without checkpointing, the
+distillation loss over the full vocabulary vs the 256 action tokens, `model.loss_vocab`: key
+`action_token_loss_distill_ratio` = distill time with action_tokens / with full); reported per setting: the median
 iteration time, its split into `improve` (sample + optimize) and `distill` (the rest: forward, backward,
 optimizer step), and the peak memory (CUDA: `max_memory_allocated`; CPU: the process's peak RSS, which can
 only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
@@ -34,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=4, help="candidates kept for the local step (OpenVLA run: 4)")
     parser.add_argument("--refine-steps", type=int, default=10, help="local gradient steps (T)")
     parser.add_argument("--lora-rank", type=int, default=32)
+    parser.add_argument("--full-finetune", action="store_true",
+                        help="train every weight, LM head included (the demo's tiny model), instead of LoRA adapters")
     parser.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate of the LoRA weights")
 
 
@@ -54,7 +58,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--batch-size ({args.batch_size}) and --num-samples ({args.num_samples}) must be >= 1 "
                           f"and --top-k ({args.top_k}) in [1, --num-samples]")
     model, device = build_benchmark_model(args)
-    apply_lora(model, LoraSettings(r=args.lora_rank))
+    if args.full_finetune:
+        model.requires_grad_(True)
+    else:
+        apply_lora(model, LoraSettings(r=args.lora_rank))
     model.train()   # as in the recipes: checkpointing acts in training mode (sampling switches to eval itself)
     policy = OpenVLAPolicy(model, action_dim=7)
     critic = (critic_resnet18(action_dim=7) if args.model != "tiny" else
@@ -77,13 +84,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "distill_s": max(total - improve, 0.0), "states_per_s": args.batch_size / total,
                      "peak_memory_mb": peak})
     with_ckpt, without = rows
+    # the distillation loss's softmax (`model.loss_vocab`), without checkpointing: the same candidates' work
+    vocab_rows = []
+    for vocab in ("full", "action_tokens"):
+        model.loss_vocab = vocab
+        total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
+        vocab_rows.append({"loss_vocab": vocab, "step_s": total, "distill_s": max(total - without["improve_s"], 0.0)})
+    model.loss_vocab = "full"
     return {"benchmark": "parl_step", "model": args.model, "device": str(device), "dtype": str(model.dtype),
             "batch_size": args.batch_size, "num_samples": args.num_samples, "top_k": args.top_k,
-            "refine_steps": args.refine_steps, "lora_rank": args.lora_rank,
+            "refine_steps": args.refine_steps, "lora_rank": None if args.full_finetune else args.lora_rank,
             "trainable_params": sum(p.numel() for p in policy.trainable_parameters()),
             "threads": torch.get_num_threads(), "rows": rows,
             "checkpointing_time_ratio": with_ckpt["step_s"] / without["step_s"],
-            "checkpointing_memory_ratio": with_ckpt["peak_memory_mb"] / without["peak_memory_mb"]}
+            "checkpointing_memory_ratio": with_ckpt["peak_memory_mb"] / without["peak_memory_mb"],
+            "loss_vocab_rows": vocab_rows,
+            "action_token_loss_distill_ratio": vocab_rows[1]["distill_s"] / max(vocab_rows[0]["distill_s"], 1e-9)}
 
 
 def _set_gradient_checkpointing(model: Any, enabled: bool) -> None:
@@ -98,7 +114,8 @@ def format_table(result: dict[str, Any]):
 
     table = Table(title=f"one PA-RL iteration — {result['model']} on {result['device']} ({result['dtype']}), "
                         f"B = {result['batch_size']}, N = {result['num_samples']}, top-{result['top_k']}, "
-                        f"T = {result['refine_steps']}, LoRA r = {result['lora_rank']}")
+                        f"T = {result['refine_steps']}, "
+                        + (f"LoRA r = {result['lora_rank']}" if result["lora_rank"] else "full fine-tune"))
     for col in ("gradient checkpointing", "iteration ms", "sample + optimize ms", "distill ms", "states/s",
                 "peak MiB"):
         table.add_column(col, justify="right")
@@ -107,5 +124,7 @@ def format_table(result: dict[str, Any]):
                       f"{1e3 * r['improve_s']:.1f}", f"{1e3 * r['distill_s']:.1f}", f"{r['states_per_s']:.2f}",
                       f"{r['peak_memory_mb']:.0f}")
     table.caption = (f"with / without checkpointing: time ×{result['checkpointing_time_ratio']:.2f}, "
-                     f"peak memory ×{result['checkpointing_memory_ratio']:.2f}")
+                     f"peak memory ×{result['checkpointing_memory_ratio']:.2f}; distillation with the loss over the "
+                     f"256 action tokens / the full vocabulary (model.loss_vocab): time "
+                     f"×{result['action_token_loss_distill_ratio']:.2f}")
     return table
