@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -26,17 +27,15 @@ def test_loss_equals_cross_entropy_on_action_tokens_and_eos(tiny_vla):
 
 
 
-def test_action_token_loss_is_cross_entropy_under_the_action_token_softmax(tiny_vla):
+def test_action_token_loss_is_cross_entropy_under_the_action_token_softmax():
+    model = openvla_tiny(image_size=56)
     tokens = torch.tensor([[31800, 31810, 31820, 31830, 31840, 31850, 31990]])
-    batch = tiny_vla.processor.training_batch([np.zeros((56, 56, 3), np.uint8)], ["open the drawer"], tokens)
-    start, end = tiny_vla.action_tokenizer.token_start, tiny_vla.action_tokenizer.token_end
-    try:
-        tiny_vla.loss_vocab = "action_tokens"
-        out = tiny_vla(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels)
-    finally:
-        tiny_vla.loss_vocab = "full"
+    batch = model.processor.training_batch([np.zeros((56, 56, 3), np.uint8)], ["open the drawer"], tokens)
+    start, end = model.action_tokenizer.token_start, model.action_tokenizer.token_end
     with torch.no_grad():
-        full = tiny_vla(batch.input_ids, batch.pixel_values, batch.attention_mask).logits
+        full = model(batch.input_ids, batch.pixel_values, batch.attention_mask).logits
+    model.loss_vocab = "action_tokens"
+    out = model(batch.input_ids, batch.pixel_values, batch.attention_mask, labels=batch.labels)
     # the 7 action positions only (EOS unsupervised), logits over the 256 action tokens
     assert out.logits.shape == (7, end - start) and out.target_ids.tolist() == tokens[0].tolist()
     action_logits = full[0, -9:-2, start:end]          # the positions predicting the 7 action tokens
@@ -44,9 +43,34 @@ def test_action_token_loss_is_cross_entropy_under_the_action_token_softmax(tiny_
     torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=1e-5)
     assert reference < F.cross_entropy(full[0, -9:-2], tokens[0])   # a smaller softmax: a different loss
     out.loss.backward()
-    head_grad = tiny_vla.language_model.lm_head.weight.grad
+    head_grad = model.language_model.lm_head.weight.grad
     assert head_grad[start:end].abs().sum() > 0 and head_grad[:start].abs().sum() == 0
-    tiny_vla.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="loss_vocab must be"):
+        model.loss_vocab = "actions"
+
+
+def test_a_model_trained_on_action_tokens_decodes_greedily_among_them(tmp_path):
+    """The action-token loss leaves the other logits untrained, so the model is marked (saved in config.json) and
+    its greedy decoding — predict_action, serving's greedy rows — takes the argmax over the action tokens."""
+    from vla_parl.models import OpenVLA
+    from vla_parl.policy.openvla import OpenVLAPolicy, SamplingSettings
+
+    model = openvla_tiny(image_size=56, seed=3)
+    start = model.action_tokenizer.token_start
+    with torch.no_grad():   # untrained non-action rows that outscore every action token
+        model.language_model.lm_head.weight[:start] *= 100
+    pixel_values, prompts = model.prepare_inputs([np.full((56, 56, 3), v, np.uint8) for v in (0, 90, 200)],
+                                                 ["reach the red block"] * 3)
+    assert not bool(model.action_tokenizer.is_action_token(model.generate_action_tokens(pixel_values, prompts, 7)).all())
+    assert not model.config.greedy_action_tokens_only
+    model.loss_vocab = "action_tokens"
+    model.save_pretrained(tmp_path / "m")
+    reloaded = OpenVLA.from_pretrained(tmp_path / "m").eval()
+    assert reloaded.config.greedy_action_tokens_only and reloaded.loss_vocab == "full"   # the loss is not saved
+    greedy = reloaded.generate_action_tokens(pixel_values, prompts, 7)
+    restricted, _ = OpenVLAPolicy(reloaded, SamplingSettings(temperature=0.0)).sample_tokens(pixel_values, prompts, 1)
+    assert torch.equal(greedy, restricted[:, 0])
+
 
 def test_overfitting_one_example_makes_predict_action_return_it():
     model = openvla_tiny(image_size=56, seed=1).train()

@@ -37,6 +37,7 @@ LLAMA2_7B_TEXT_DEFAULTS: dict[str, Any] = {
     "eos_token_id": 2,
 }
 
+GREEDY_ACTION_TOKENS_KEY = "vla_parl_greedy_action_tokens_only"
 _REQUIRED_KEYS = ("timm_model_ids", "image_sizes", "use_fused_vision_backbone", "arch_specifier", "text_config")
 _RESIZE_STRATEGIES = ("resize-naive", "letterbox", "resize-crop")
 _ARCH_SPECIFIERS = ("no-align+fused-gelu-mlp", "no-align+gelu-mlp", "gelu-mlp", "fused-gelu-mlp")
@@ -106,6 +107,13 @@ class OpenVLAConfig:
     @property
     def fused_projector(self) -> bool:
         return "fused" in self.arch_specifier
+
+    @property
+    def greedy_action_tokens_only(self) -> bool:
+        """vla-parl: greedy decoding takes the argmax over the 256 action tokens only. Set (in `extra`, so a
+        checkpoint without it reads exactly as before) on a model trained with the action-token loss
+        (`OpenVLA.loss_vocab = "action_tokens"`), whose other logits were never trained."""
+        return bool(self.extra.get(GREEDY_ACTION_TOKENS_KEY, False))
 
     # ---- (de)serialisation ----------------------------------------------------------------------
     @classmethod

@@ -27,7 +27,7 @@ from vla_parl.errors import CheckpointError
 from vla_parl.models.openvla.action_tokenizer import ActionTokenizer
 from vla_parl.models.openvla.checkpoint import (CheckpointOrigin, iter_checkpoint_tensors, read_checkpoint_json,
                                                 resolve_checkpoint_dir, save_state_dict)
-from vla_parl.models.openvla.configuration import OpenVLAConfig
+from vla_parl.models.openvla.configuration import GREEDY_ACTION_TOKENS_KEY, OpenVLAConfig
 from vla_parl.models.openvla.normalization import ActionNormalizer, resolve_unnorm_key
 from vla_parl.models.openvla.processor import IGNORE_INDEX, OpenVLAProcessor
 from vla_parl.models.openvla.projector import Projector
@@ -128,9 +128,7 @@ class OpenVLA(nn.Module):
         self.language_model = LlamaForCausalLM(llama_config)
         self.action_tokenizer = ActionTokenizer(config.n_action_bins, config.action_vocab_end)
         self.origin: CheckpointOrigin | None = None  # set by from_pretrained; saves and the model card use it
-        # the training loss's softmax: "full" vocabulary (official) | "action_tokens" (see forward); a training
-        # setting (recipes: model.loss_vocab), not saved with the weights
-        self.loss_vocab: str = "full"
+        self._loss_vocab = "full"
 
     # ---- properties -------------------------------------------------------------------------------
     @property
@@ -140,6 +138,22 @@ class OpenVLA(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.projector.fc1.weight.dtype
+
+    @property
+    def loss_vocab(self) -> str:
+        """The training loss's softmax: "full" vocabulary (official) | "action_tokens" (see `forward`); a training
+        setting (recipes: model.loss_vocab). Setting "action_tokens" also marks the config
+        (`greedy_action_tokens_only`, saved with the model): the other logits go untrained from then on, so greedy
+        decoding keeps to the action tokens."""
+        return self._loss_vocab
+
+    @loss_vocab.setter
+    def loss_vocab(self, value: str) -> None:
+        if value not in ("full", "action_tokens"):
+            raise ValueError(f"loss_vocab must be 'full' or 'action_tokens', got {value!r}")
+        self._loss_vocab = value
+        if value == "action_tokens":
+            self.config.extra[GREEDY_ACTION_TOKENS_KEY] = True
 
     @property
     def attn_implementation(self) -> str:
@@ -317,11 +331,16 @@ class OpenVLA(nn.Module):
     @torch.inference_mode()
     def generate_action_tokens(self, pixel_values: torch.Tensor, prompt_ids: Sequence[Sequence[int]],
                                num_tokens: int) -> torch.Tensor:
-        """Greedy decoding (argmax over the whole vocabulary, as the official model): int64 [B, num_tokens]."""
-        state = self.prefill(pixel_values, prompt_ids)
+        """Greedy decoding: int64 [B, num_tokens]. The argmax is over the whole vocabulary, as the official model's,
+        or over the 256 action tokens for a model trained with the action-token loss
+        (`config.greedy_action_tokens_only`)."""
+        tokens_only = self.config.greedy_action_tokens_only
+        logits_slice = (self.action_tokenizer.token_start, self.action_tokenizer.token_end) if tokens_only else None
+        offset = logits_slice[0] if logits_slice else 0
+        state = self.prefill(pixel_values, prompt_ids, logits_slice)
         tokens = []
         for step in range(num_tokens):
-            next_ids = state.last_logits.argmax(dim=-1)
+            next_ids = state.last_logits.argmax(dim=-1) + offset
             tokens.append(next_ids)
             if step + 1 < num_tokens:
                 state = self.decode_step(state, next_ids)
