@@ -55,6 +55,16 @@ def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys,
     assert calls, "the checkpointed setting must really recompute (the distillation forward runs in training mode)"
 
 
+
+def test_bench_parl_step_full_finetune_trains_every_weight(tmp_path):
+    out = tmp_path / "parl_step.json"
+    assert main(["bench", "parl_step", "--image-size", "56", "--batch-size", "2", "--num-samples", "2",
+                 "--top-k", "1", "--refine-steps", "1", "--repeats", "1", "--threads", "1", "--full-finetune",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["lora_rank"] is None and result["trainable_params"] > 4_000_000   # the whole tiny model
+    assert result["action_token_loss_distill_ratio"] > 0
+
 def test_suite_skips_a_missing_script_and_reports_a_failing_benchmark(monkeypatch, tmp_path):
     monkeypatch.setitem(suite.SCRIPTS, "data", ("scripts/does_not_exist.py", [], []))
     monkeypatch.setitem(suite.MODULES, "memory", ("vla_parl.bench.memory", ["--micro-batch", "0"], []))

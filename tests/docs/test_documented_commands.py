@@ -141,6 +141,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vla-parl bench parl_step": (SKIP, "prose mention"),
     "vla-parl bench parl_step --model 7b --device cuda --batch-size 16": (CHECK, "OpenVLA-7B on a GPU"),
     "vla-parl bench parl_step --threads 1": (CHECK, "~1 min; runs in tests/bench/"),
+    "vla-parl bench parl_step --threads 1 --full-finetune --image-size 56 --batch-size 32 --num-samples 16":
+        (CHECK, "~1 min; the --full-finetune path runs in tests/bench/"),
     "vla-parl bench all": (SKIP, "prose mention"),
     "vla-parl bench all [--quick] [--only NAME ...] [--json out.json]": (SKIP, "a synopsis"),
     # ---- docs/serving.md ----
