@@ -248,13 +248,14 @@ class DemoRecipe:
     def _start_worker(self, seed: int, kind: str) -> tuple[str, Any]:
         """Run `kind`'s phases in a process of its own (spawned: a fresh interpreter), at the same time as the first
         class's; it keeps its state, metrics and results in seed_<s>/<kind>/ for `_join_worker`."""
-        return kind, self._spawn(seed, kind, _policy_worker, kind)
+        return kind, self._spawn(seed, kind, "phases", kind)
 
-    def _spawn(self, seed: int, name: str, target: Any, kind: str) -> Any:
+    def _spawn(self, seed: int, name: str, job: str, kind: str) -> Any:
+        """Start `_worker` on `job` ("phases" | "ablation") of `kind` in a spawned process named after `name`."""
         import multiprocessing
 
         process = multiprocessing.get_context("spawn").Process(
-            target=target, args=(to_dict(self.cfg), str(self.run_dir), seed, kind, self.resume),
+            target=_worker, args=(to_dict(self.cfg), str(self.run_dir), seed, kind, self.resume, job),
             name=f"demo-{name}-seed{seed}")
         process.start()
         print(f"[seed {seed}] {name}: runs in process {process.pid} at the same time", flush=True)
@@ -355,7 +356,7 @@ class DemoRecipe:
         # needs only the SFT policy and the critic: with parallel_policies it runs in a process of its own from here
         # on, at the same time as PA-RL
         ablate = "no_local_steps" in self._ablations(kind) and row_key(kind, "no_local_steps", "policy") not in done
-        ablation = (self._spawn(seed, f"{kind} no-local-steps ablation", _ablation_worker, kind)
+        ablation = (self._spawn(seed, f"{kind} no-local-steps ablation", "ablation", kind)
                     if ablate and cfg.parallel_policies else None)
         try:
             self._run_parl(seed, kind, sft_model, critic, episodes, record)
@@ -476,15 +477,19 @@ class DemoRecipe:
         self.logger.close()
 
 
-def _policy_worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, resume: bool) -> None:
-    """A spawned process's body: one policy class's phases for one seed, its state in seed_<s>/<kind>/."""
+def _worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, resume: bool, job: str) -> None:
+    """A spawned process's body for one seed: job "phases" runs one policy class's phases, its state in
+    seed_<s>/<kind>/; job "ablation" runs that class's no-local-steps ablation, its state in the ablation dir."""
     from vla_parl.config.schema import from_dict
 
-    cfg = from_dict(DemoRecipeConfig, config)
-    recipe = DemoRecipe(cfg, run_dir, resume=resume, state_dir=Path(run_dir) / f"seed_{seed}" / kind)
+    recipe = DemoRecipe(from_dict(DemoRecipeConfig, config), run_dir, resume=resume)
+    if job == "phases":
+        recipe.state_dir, body = Path(run_dir) / f"seed_{seed}" / kind, recipe.run_policy
+    else:
+        recipe.state_dir, body = recipe._ablation_dir(seed, kind), recipe.run_ablation
     recipe.setup()
     try:
-        recipe.run_policy(seed, kind)
+        body(seed, kind)
     finally:
         recipe.cleanup()
 
@@ -497,20 +502,6 @@ def _reuse_demo_buffer(source_run: Path, run: Path) -> None:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
         print(f"{run.name}: reuses the demo buffer of {source_run}", flush=True)
-
-
-def _ablation_worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, resume: bool) -> None:
-    """A spawned process's body: `kind`'s no-local-steps ablation for one seed, its state in the ablation dir."""
-    from vla_parl.config.schema import from_dict
-
-    cfg = from_dict(DemoRecipeConfig, config)
-    recipe = DemoRecipe(cfg, run_dir, resume=resume)
-    recipe.state_dir = recipe._ablation_dir(seed, kind)
-    recipe.setup()
-    try:
-        recipe.run_ablation(seed, kind)
-    finally:
-        recipe.cleanup()
 
 
 def _run_phase(recipe: Any) -> Any:
