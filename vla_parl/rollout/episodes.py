@@ -116,71 +116,84 @@ def run_episodes(adapter: EnvAdapter, act: Callable[[Any], Any], *, episodes: in
                  unnormalize: Callable[[np.ndarray], np.ndarray], record: int = 0, chunk: int | None = None,
                  progress: Any = None, keep_trajectories: bool = False) -> EvalResult:
     """Run `episodes` seeded episodes (in lockstep chunks of `chunk`, default `adapter.max_parallel`, envs);
-    record the frames of the first `record`.
+    record the frames of the first `record`. The chunk's envs are made once and reset for every later chunk
+    (an episode starts from `reset(seed=...)` alone, as in gymnasium), and closed at the end.
 
     keep_trajectories: also return every episode as a replay episode: the observed keys (image, proprio,
     [state]) [T+1, ...], normalised action [T, A], reward [T] (the adapter's convention), instruction,
     terminal = success.
     """
+    chunk = chunk or adapter.max_parallel
+    result = EvalResult(successes=[], lengths=[])
+    pool: list[Any] = []
+    try:
+        for first in range(0, episodes, chunk):
+            ids = list(range(first, min(episodes, first + chunk)))
+            pool += [adapter.make_env() for _ in range(len(ids) - len(pool))]
+            _run_chunk(adapter, act, pool[:len(ids)], ids, seed=seed, unnormalize=unnormalize, record=record,
+                       keep_trajectories=keep_trajectories, result=result)
+            if progress is not None:
+                progress(len(ids))
+    finally:
+        for env in pool:
+            env.close()
+    return result
+
+
+def _run_chunk(adapter: EnvAdapter, act: Callable[[Any], Any], envs: list[Any], ids: list[int], *, seed: int,
+               unnormalize: Callable[[np.ndarray], np.ndarray], record: int, keep_trajectories: bool,
+               result: EvalResult) -> None:
+    """Episodes `ids` (seeds `seed + id`) in lockstep on `envs`, one each; appended to `result`."""
     import torch
 
     from vla_parl.policy.base import Observation
 
-    chunk = chunk or adapter.max_parallel
-    result = EvalResult(successes=[], lengths=[])
-    for first in range(0, episodes, chunk):
-        ids = list(range(first, min(episodes, first + chunk)))
-        envs = [adapter.make_env() for _ in ids]
-        views = [EnvView(seed + i, 0, *env.reset(seed=seed + i)) for env, i in zip(envs, ids)]
-        seen = [adapter.observe(view.obs, view.info) for view in views]
-        infos: list[dict[str, Any]] = [{} for _ in ids]
-        alive = list(range(len(ids)))
-        done_success = [False] * len(ids)
-        rewards: list[list[float]] = [[] for _ in ids]
-        recorded = {j: [seen[j]["image"]] for j in range(len(ids)) if first + j < record}
-        trajs = [{**{k: [v] for k, v in s.items() if k != "instruction"}, "action": [],
-                  "instruction": s["instruction"]} for s in seen] if keep_trajectories else []
-        while alive:
-            rows = [seen[j] for j in alive]
-            batch = Observation(
-                images=torch.from_numpy(np.stack([s["image"] for s in rows])),
-                instructions=[s["instruction"] for s in rows],
-                proprio=torch.from_numpy(np.stack([s["proprio"] for s in rows]).astype(np.float32)),
-                state=torch.from_numpy(np.stack([s["state"] for s in rows])) if "state" in rows[0] else None,
-                extras={"env": [views[j] for j in alive]})
-            normalised = np.asarray(act(batch), np.float32)
-            actions = unnormalize(normalised)
-            still = []
-            for row, j in enumerate(alive):
-                obs, env_reward, terminated, truncated, infos[j] = envs[j].step(np.asarray(actions[row], np.float32))
-                views[j] = EnvView(views[j].seed, views[j].step + 1, obs, infos[j])
-                seen[j] = adapter.observe(obs, infos[j])
-                rewards[j].append(adapter.reward(env_reward, terminated, infos[j]))
-                if trajs:
-                    for key, value in seen[j].items():
-                        if key != "instruction":
-                            trajs[j][key].append(value)
-                    trajs[j]["action"].append(normalised[row])
-                if j in recorded:
-                    recorded[j].append(seen[j]["image"])
-                if terminated or truncated:
-                    done_success[j] = bool(terminated)
-                else:
-                    still.append(j)
-            alive = still
-        for env in envs:
-            env.close()
-        result.successes += done_success
-        result.lengths += [len(r) for r in rewards]
-        result.returns += [float(np.sum(r, dtype=np.float32)) for r in rewards]
-        result.final_infos += infos
-        for j, traj in enumerate(trajs):
-            out = {k: np.stack(v).astype(np.uint8 if k == "image" else np.float32)
-                   for k, v in traj.items() if k != "instruction"}
-            result.trajectories.append({**out, "reward": np.asarray(rewards[j], np.float32),
-                                        "terminal": done_success[j], "success": done_success[j],
-                                        "instruction": traj["instruction"]})
-        result.frames += [np.stack(recorded[j]) for j in sorted(recorded)]
-        if progress is not None:
-            progress(len(ids))
-    return result
+    first = ids[0]
+    views = [EnvView(seed + i, 0, *env.reset(seed=seed + i)) for env, i in zip(envs, ids)]
+    seen = [adapter.observe(view.obs, view.info) for view in views]
+    infos: list[dict[str, Any]] = [{} for _ in ids]
+    alive = list(range(len(ids)))
+    done_success = [False] * len(ids)
+    rewards: list[list[float]] = [[] for _ in ids]
+    recorded = {j: [seen[j]["image"]] for j in range(len(ids)) if first + j < record}
+    trajs = [{**{k: [v] for k, v in s.items() if k != "instruction"}, "action": [],
+              "instruction": s["instruction"]} for s in seen] if keep_trajectories else []
+    while alive:
+        rows = [seen[j] for j in alive]
+        batch = Observation(
+            images=torch.from_numpy(np.stack([s["image"] for s in rows])),
+            instructions=[s["instruction"] for s in rows],
+            proprio=torch.from_numpy(np.stack([s["proprio"] for s in rows]).astype(np.float32)),
+            state=torch.from_numpy(np.stack([s["state"] for s in rows])) if "state" in rows[0] else None,
+            extras={"env": [views[j] for j in alive]})
+        normalised = np.asarray(act(batch), np.float32)
+        actions = unnormalize(normalised)
+        still = []
+        for row, j in enumerate(alive):
+            obs, env_reward, terminated, truncated, infos[j] = envs[j].step(np.asarray(actions[row], np.float32))
+            views[j] = EnvView(views[j].seed, views[j].step + 1, obs, infos[j])
+            seen[j] = adapter.observe(obs, infos[j])
+            rewards[j].append(adapter.reward(env_reward, terminated, infos[j]))
+            if trajs:
+                for key, value in seen[j].items():
+                    if key != "instruction":
+                        trajs[j][key].append(value)
+                trajs[j]["action"].append(normalised[row])
+            if j in recorded:
+                recorded[j].append(seen[j]["image"])
+            if terminated or truncated:
+                done_success[j] = bool(terminated)
+            else:
+                still.append(j)
+        alive = still
+    result.successes += done_success
+    result.lengths += [len(r) for r in rewards]
+    result.returns += [float(np.sum(r, dtype=np.float32)) for r in rewards]
+    result.final_infos += infos
+    for j, traj in enumerate(trajs):
+        out = {k: np.stack(v).astype(np.uint8 if k == "image" else np.float32)
+               for k, v in traj.items() if k != "instruction"}
+        result.trajectories.append({**out, "reward": np.asarray(rewards[j], np.float32),
+                                    "terminal": done_success[j], "success": done_success[j],
+                                    "instruction": traj["instruction"]})
+    result.frames += [np.stack(recorded[j]) for j in sorted(recorded)]
