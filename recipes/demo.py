@@ -247,7 +247,7 @@ class DemoRecipe:
 
     def _start_worker(self, seed: int, kind: str) -> tuple[str, Any]:
         """Run `kind`'s phases in a process of its own (spawned: a fresh interpreter), at the same time as the first
-        class's; it keeps its state, metrics and results in seed_<s>/<kind>/ for `_join_worker`."""
+        class's; it keeps its state, metrics and results in its phase root (`_root`) for `_join_worker`."""
         return kind, self._spawn(seed, kind, "phases", kind)
 
     def _spawn(self, seed: int, name: str, job: str, kind: str) -> Any:
@@ -479,12 +479,13 @@ class DemoRecipe:
 
 def _worker(config: dict[str, Any], run_dir: str, seed: int, kind: str, resume: bool, job: str) -> None:
     """A spawned process's body for one seed: job "phases" runs one policy class's phases, its state in
-    seed_<s>/<kind>/; job "ablation" runs that class's no-local-steps ablation, its state in the ablation dir."""
+    the class's phase root (`_root`: seed_<s>/ for OpenVLA, seed_<s>/<kind>/ for the others, where `_join_worker`
+    reads it); job "ablation" runs that class's no-local-steps ablation, its state in the ablation dir."""
     from vla_parl.config.schema import from_dict
 
     recipe = DemoRecipe(from_dict(DemoRecipeConfig, config), run_dir, resume=resume)
     if job == "phases":
-        recipe.state_dir, body = Path(run_dir) / f"seed_{seed}" / kind, recipe.run_policy
+        recipe.state_dir, body = recipe._root(seed, kind), recipe.run_policy
     else:
         recipe.state_dir, body = recipe._ablation_dir(seed, kind), recipe.run_ablation
     recipe.setup()

@@ -74,3 +74,18 @@ def test_demo_ci_runs_the_ablation_in_process_without_parallel_policies(tmp_path
     rows = json.loads((out / "summary.json").read_text())["seeds"]["0"]["phases"]
     assert {"openvla/no_local_steps/policy", "openvla/no_local_steps/operator", "openvla/online/operator"} <= set(rows)
     assert not (out / "seed_0" / "no_local_steps").exists() and (out / "seed_0" / "parl_no_local_steps").is_dir()
+
+
+@pytest.mark.slow
+def test_demo_ci_runs_the_openvla_in_a_worker_when_it_is_not_the_first_class(tmp_path):
+    """policies=[diffusion, openvla]: the OpenVLA's phases run in the spawned worker, which keeps its state in the
+    OpenVLA's phase root seed_<s>/ where the main process reads it back."""
+    out = tmp_path / "demo"
+    proc, _ = run_cli("run", "demo", "--config", "demo_ci", "--output-dir", str(out), "policies=[diffusion,openvla]",
+                      "ablations=[vgps]", "diffusion.ablations=[vgps]", "eval.episodes=2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "openvla: runs in process" in proc.stdout
+    assert (out / "seed_0" / "demo_state.json").is_file() and not (out / "seed_0" / "openvla").exists()
+    rows = json.loads((out / "summary.json").read_text())["seeds"]["0"]["phases"]
+    assert {f"{kind}/online/{acting}" for kind in ("openvla", "diffusion") for acting in ("policy", "operator")} <= set(rows)
+    assert (out / "final" / "model" / "config.json").is_file()
