@@ -29,6 +29,7 @@ from vla_parl.training.builders import (as_policy, build_critic, instruction_tok
                                         load_start_policy, make_accelerator, resume_and_open_logger)
 from vla_parl.training.checkpointing import CheckpointManager, rng_state, set_rng_state
 from vla_parl.training.data import batch_to_observation, load_episodes, open_offline_data
+from vla_parl.training.optimizers import adam
 from vla_parl.training.parallel import local_rows, mean_over_ranks, prepare_replicated
 from vla_parl.utils.files import atomic_write_text
 
@@ -71,8 +72,7 @@ class CriticRecipe:
                                    action_dim=self.policy.action_dim,
                                    proprio_dim=example["proprio"].shape[1] if "proprio" in example else 0,
                                    state_dim=example["state"].shape[1] if "state" in example else 0)
-        optimizer = torch.optim.Adam(self.critic.trainable_parameters(), lr=cfg.optim.lr,
-                                     weight_decay=cfg.optim.weight_decay)
+        optimizer = adam(self.critic.trainable_parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         # DDP under every launch: even an FSDP config replicates the small critic (the policy is frozen here)
         self.critic, self.optimizer = prepare_replicated(self.accelerator, self.critic, optimizer)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)

@@ -55,6 +55,7 @@ from vla_parl.training.data import (batch_to_observation, episodes_to_buffer, lo
 from vla_parl.training.parallel import (all_gather_batch, broadcast_generator, check_global_batch, export_policy,
                                         load_policy_state, local_rows, mean_over_ranks, prepare_policy,
                                         prepare_replicated, refresh_candidates, save_policy_state)
+from vla_parl.training.optimizers import adam, adamw
 from vla_parl.utils.files import atomic_write_text
 
 __all__ = ["ParlRecipe", "main"]
@@ -170,12 +171,12 @@ class ParlRecipe:
 
     def _critic_optimizer(self) -> torch.optim.Optimizer:
         critic = self.accelerator.unwrap_model(self.critic)
-        return torch.optim.Adam(critic.trainable_parameters(), lr=self.cfg.critic_optim.lr,
-                                weight_decay=self.cfg.critic_optim.weight_decay)
+        return adam(critic.trainable_parameters(), lr=self.cfg.critic_optim.lr,
+                    weight_decay=self.cfg.critic_optim.weight_decay)
 
     def _policy_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.policy.trainable_parameters(), lr=self.cfg.policy_optim.lr,
-                                 weight_decay=self.cfg.policy_optim.weight_decay)
+        return adamw(self.policy.trainable_parameters(), lr=self.cfg.policy_optim.lr,
+                     weight_decay=self.cfg.policy_optim.weight_decay)
 
     # ---- one refresh / round -------------------------------------------------------------------------------------
     def _pool(self, size: int) -> dict[str, Any]:

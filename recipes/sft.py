@@ -38,6 +38,7 @@ from vla_parl.training.data import (batch_to_observation, dataset_statistics, ep
                                      open_offline_buffer)
 from vla_parl.training.parallel import (check_global_batch, export_policy, load_policy_state, local_rows,
                                         mean_over_ranks, prepare_policy, save_policy_state, take_rows)
+from vla_parl.training.optimizers import adamw
 from vla_parl.utils.files import atomic_write_text
 
 __all__ = ["SFTRecipe", "main"]
@@ -97,8 +98,8 @@ class SFTRecipe:
         self._episodes = None
 
         def optimizer() -> torch.optim.Optimizer:   # over the sharded parameters under FSDP2
-            return torch.optim.AdamW([p for p in self.core.parameters() if p.requires_grad], lr=cfg.optim.lr,
-                                     weight_decay=cfg.optim.weight_decay)
+            return adamw([p for p in self.core.parameters() if p.requires_grad], lr=cfg.optim.lr,
+                         weight_decay=cfg.optim.weight_decay)
 
         self.model, self.optimizer, self.sharded = prepare_policy(self.accelerator, self.model, cfg.run, optimizer)
         # the same generator on every rank: all draw the global batch, each trains on its own rows

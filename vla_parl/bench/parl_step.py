@@ -9,7 +9,10 @@ the tiny model.
 
 Both settings run side by side on the same model, critic and states (and then, without checkpointing, the
 distillation loss over the full vocabulary vs the 256 action tokens, `model.loss_vocab`: key
-`action_token_loss_distill_ratio` = distill time with action_tokens / with full); reported per setting: the median
+`action_token_loss_distill_ratio` = distill time with action_tokens / with full; and the recipes' AdamW,
+fused where torch has the kernel, against torch's default AdamW: `recipe_optimizer_step_ratio` = the optimiser
+step alone and `recipe_optimizer_distill_ratio` = distill time, the recipes' / torch's default); reported per
+setting: the median
 iteration time, its split into `improve` (sample + optimize) and `distill` (the rest: forward, backward,
 optimizer step), and the peak memory (CUDA: `max_memory_allocated`; CPU: the process's peak RSS, which can
 only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from vla_parl.parl import ImprovementConfig, PolicyUpdate
     from vla_parl.policy.base import Observation
     from vla_parl.policy.openvla import OpenVLAPolicy
+    from vla_parl.training.optimizers import adamw
 
     if args.batch_size < 1 or args.num_samples < 1 or not 1 <= args.top_k <= args.num_samples:
         from vla_parl.errors import ConfigError   # a failure the suite reports, not a SystemExit that ends it
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               critic_resnet18(action_dim=7, image_size=64, hidden_dims=(256, 256), num_q_heads=2)).to(device)
     images = torch.from_numpy(np.stack(sample_images(args.batch_size, size=224)))
     obs = Observation(images=images, instructions=["pick up the red block"] * args.batch_size)
-    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=args.lr)
+    optimizer = adamw(policy.trainable_parameters(), lr=args.lr)
     update = PolicyUpdate(policy, optimizer, critic, ImprovementConfig(num_samples=args.num_samples,
                                                                        top_k=args.top_k, num_steps=args.refine_steps),
                           generator=torch.Generator(device=device).manual_seed(0))
@@ -91,6 +95,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
         vocab_rows.append({"loss_vocab": vocab, "step_s": total, "distill_s": max(total - without["improve_s"], 0.0)})
     model.loss_vocab = "full"
+    # the optimiser step (`vla_parl.training.optimizers`): the recipes' AdamW (fused where torch has the kernel)
+    # against torch's default AdamW (a for-loop over the parameters on a CPU), on the same candidates' work
+    optimizer_rows = []
+    for name, optim in (("recipes", optimizer), ("torch default", torch.optim.AdamW(policy.trainable_parameters(),
+                                                                                    lr=args.lr))):
+        update.optimizer = optim
+        total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
+        optimizer_rows.append({"optimizer": name, "fused": bool(optim.param_groups[0]["fused"]), "step_s": total,
+                               "distill_s": max(total - without["improve_s"], 0.0),
+                               "optimizer_step_s": _optimizer_step_s(optim, policy, device, args.repeats)})
+    update.optimizer = optimizer
     return {"benchmark": "parl_step", "model": args.model, "device": str(device), "dtype": str(model.dtype),
             "batch_size": args.batch_size, "num_samples": args.num_samples, "top_k": args.top_k,
             "refine_steps": args.refine_steps, "lora_rank": None if args.full_finetune else args.lora_rank,
@@ -99,7 +114,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "checkpointing_time_ratio": with_ckpt["step_s"] / without["step_s"],
             "checkpointing_memory_ratio": with_ckpt["peak_memory_mb"] / without["peak_memory_mb"],
             "loss_vocab_rows": vocab_rows,
-            "action_token_loss_distill_ratio": vocab_rows[1]["distill_s"] / max(vocab_rows[0]["distill_s"], 1e-9)}
+            "action_token_loss_distill_ratio": vocab_rows[1]["distill_s"] / max(vocab_rows[0]["distill_s"], 1e-9),
+            "optimizer_rows": optimizer_rows,
+            "recipe_optimizer_distill_ratio": optimizer_rows[0]["distill_s"] / max(optimizer_rows[1]["distill_s"], 1e-9),
+            "recipe_optimizer_step_ratio": (optimizer_rows[0]["optimizer_step_s"]
+                                            / max(optimizer_rows[1]["optimizer_step_s"], 1e-9))}
+
+
+def _optimizer_step_s(optimizer: Any, policy: Any, device: Any, repeats: int) -> float:
+    """The median time of `optimizer.step()` alone, on gradients of the trainable weights' shapes (the step's cost
+    does not depend on their values); the gradients are dropped afterwards."""
+    import torch
+
+    from vla_parl.bench.timing import time_call
+
+    params = list(policy.trainable_parameters())
+    generator = torch.Generator().manual_seed(0)
+    for p in params:
+        p.grad = (1e-3 * torch.randn(p.shape, generator=generator)).to(p)
+    seconds = time_call(optimizer.step, device, repeats=max(repeats, 5))["median_s"]
+    for p in params:
+        p.grad = None
+    return seconds
 
 
 def _set_gradient_checkpointing(model: Any, enabled: bool) -> None:
@@ -126,5 +162,8 @@ def format_table(result: dict[str, Any]):
     table.caption = (f"with / without checkpointing: time ×{result['checkpointing_time_ratio']:.2f}, "
                      f"peak memory ×{result['checkpointing_memory_ratio']:.2f}; distillation with the loss over the "
                      f"256 action tokens / the full vocabulary (model.loss_vocab): time "
-                     f"×{result['action_token_loss_distill_ratio']:.2f}")
+                     f"×{result['action_token_loss_distill_ratio']:.2f}; the recipes' AdamW "
+                     f"({'fused' if result['optimizer_rows'][0]['fused'] else 'not fused'}) / torch's default: "
+                     f"optimizer step ×{result['recipe_optimizer_step_ratio']:.2f}, distillation time "
+                     f"×{result['recipe_optimizer_distill_ratio']:.2f}")
     return table
