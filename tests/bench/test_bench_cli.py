@@ -49,8 +49,7 @@ def test_bench_parl_step_cli_times_both_checkpointing_settings(tmp_path, capsys,
         assert row["states_per_s"] == pytest.approx(2 / row["step_s"])
     assert result["checkpointing_time_ratio"] > 0 and result["checkpointing_memory_ratio"] > 0
     assert [r["loss_vocab"] for r in result["loss_vocab_rows"]] == ["full", "action_tokens"]
-    # distill = the step's time − the operator's, timed apart: on a loaded box it can come out as 0
-    assert all(r["step_s"] > 0 for r in result["loss_vocab_rows"]) and result["action_token_loss_distill_ratio"] >= 0
+    assert all(r["step_s"] > 0 for r in result["loss_vocab_rows"]) and result["action_token_loss_distill_ratio"] > 0
     assert 0 < result["trainable_params"] < 200_000        # the LoRA r = 4 adapters only (the tiny model: 4.9M)
     assert "one PA-RL iteration" in capsys.readouterr().out
     assert calls, "the checkpointed setting must really recompute (the distillation forward runs in training mode)"
@@ -64,12 +63,12 @@ def test_bench_parl_step_full_finetune_trains_every_weight(tmp_path):
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["lora_rank"] is None and result["trainable_params"] > 4_000_000   # the whole tiny model
-    assert result["action_token_loss_distill_ratio"] >= 0
+    assert result["action_token_loss_distill_ratio"] > 0
     # the recipes' AdamW is the fused kernel on a CPU; torch's default is the for-loop
     assert [(r["optimizer"], r["fused"]) for r in result["optimizer_rows"]] == [("recipes", True),
                                                                                ("torch default", False)]
     assert all(r["step_s"] > 0 and r["optimizer_step_s"] > 0 for r in result["optimizer_rows"])
-    assert result["recipe_optimizer_distill_ratio"] >= 0 and result["recipe_optimizer_step_ratio"] > 0
+    assert result["recipe_optimizer_distill_ratio"] > 0 and result["recipe_optimizer_step_ratio"] > 0
 
 def test_suite_skips_a_missing_script_and_reports_a_failing_benchmark(monkeypatch, tmp_path):
     monkeypatch.setitem(suite.SCRIPTS, "data", ("scripts/does_not_exist.py", [], []))

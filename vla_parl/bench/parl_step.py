@@ -13,8 +13,8 @@ distillation loss over the full vocabulary vs the 256 action tokens, `model.loss
 fused where torch has the kernel, against torch's default AdamW: `recipe_optimizer_step_ratio` = the optimiser
 step alone and `recipe_optimizer_distill_ratio` = distill time, the recipes' / torch's default); reported per
 setting: the median
-iteration time, its split into `improve` (sample + optimize) and `distill` (the rest: forward, backward,
-optimizer step), and the peak memory (CUDA: `max_memory_allocated`; CPU: the process's peak RSS, which can
+iteration time, its split into `improve` (sample + optimize, timed inside the same step) and `distill` (the
+rest of that step: forward, backward, optimizer step), and the peak memory (CUDA: `max_memory_allocated`; CPU: the process's peak RSS, which can
 only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
 and `checkpointing_memory_ratio` = peak(with) / peak(without).
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory, time_call
+    from vla_parl.bench.timing import peak_memory_mb, reset_peak_memory
     from vla_parl.critic import critic_resnet18
     from vla_parl.models.openvla.lora import LoraSettings, apply_lora
     from vla_parl.parl import ImprovementConfig, PolicyUpdate
@@ -81,19 +81,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for checkpointing in (True, False):   # checkpointed first: a CPU process's peak RSS only grows
         _set_gradient_checkpointing(model, checkpointing)
         reset_peak_memory(device)
-        total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
-        peak = peak_memory_mb(device)
-        improve = time_call(lambda: update.improve(obs), device, warmup=0, repeats=args.repeats)["median_s"]
-        rows.append({"gradient_checkpointing": checkpointing, "step_s": total, "improve_s": improve,
-                     "distill_s": max(total - improve, 0.0), "states_per_s": args.batch_size / total,
-                     "peak_memory_mb": peak})
+        timed = _time_step(update, obs, device, args.repeats)
+        rows.append({"gradient_checkpointing": checkpointing, **timed, "states_per_s": args.batch_size / timed["step_s"],
+                     "peak_memory_mb": peak_memory_mb(device)})
     with_ckpt, without = rows
     # the distillation loss's softmax (`model.loss_vocab`), without checkpointing: the same candidates' work
     vocab_rows = []
     for vocab in ("full", "action_tokens"):
         model.loss_vocab = vocab
-        total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
-        vocab_rows.append({"loss_vocab": vocab, "step_s": total, "distill_s": max(total - without["improve_s"], 0.0)})
+        timed = _time_step(update, obs, device, args.repeats)
+        vocab_rows.append({"loss_vocab": vocab, "step_s": timed["step_s"], "distill_s": timed["distill_s"]})
     model.loss_vocab = "full"
     # the optimiser step (`vla_parl.training.optimizers`): the recipes' AdamW (fused where torch has the kernel)
     # against torch's default AdamW (a for-loop over the parameters on a CPU), on the same candidates' work
@@ -101,9 +98,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, optim in (("recipes", optimizer), ("torch default", torch.optim.AdamW(policy.trainable_parameters(),
                                                                                     lr=args.lr))):
         update.optimizer = optim
-        total = time_call(lambda: update.step(obs), device, repeats=args.repeats)["median_s"]
-        optimizer_rows.append({"optimizer": name, "fused": bool(optim.param_groups[0]["fused"]), "step_s": total,
-                               "distill_s": max(total - without["improve_s"], 0.0),
+        timed = _time_step(update, obs, device, args.repeats)
+        optimizer_rows.append({"optimizer": name, "fused": bool(optim.param_groups[0]["fused"]),
+                               "step_s": timed["step_s"], "distill_s": timed["distill_s"],
                                "optimizer_step_s": _optimizer_step_s(optim, policy, device, args.repeats)})
     update.optimizer = optimizer
     return {"benchmark": "parl_step", "model": args.model, "device": str(device), "dtype": str(model.dtype),
@@ -119,6 +116,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "recipe_optimizer_distill_ratio": optimizer_rows[0]["distill_s"] / max(optimizer_rows[1]["distill_s"], 1e-9),
             "recipe_optimizer_step_ratio": (optimizer_rows[0]["optimizer_step_s"]
                                             / max(optimizer_rows[1]["optimizer_step_s"], 1e-9))}
+
+
+def _time_step(update: Any, obs: Any, device: Any, repeats: int) -> dict[str, float]:
+    """Medians over `repeats` timed `update.step(obs)` calls (after one untimed): the step, its own `improve` call
+    (sample + optimize) and the rest of the same step, `distill` (forward, backward, optimizer step)."""
+    import statistics
+    import time
+
+    from vla_parl.bench.timing import synchronize
+
+    improve, spent = update.improve, []
+
+    def timed_improve(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = improve(*args, **kwargs)
+        synchronize(device)
+        spent.append(time.perf_counter() - start)
+        return out
+
+    update.improve = timed_improve
+    try:
+        update.step(obs)
+        synchronize(device)
+        steps, improves = [], []
+        for _ in range(repeats):
+            spent.clear()
+            start = time.perf_counter()
+            update.step(obs)
+            synchronize(device)
+            steps.append(time.perf_counter() - start)
+            improves.append(sum(spent))
+    finally:
+        del update.improve
+    return {"step_s": statistics.median(steps), "improve_s": statistics.median(improves),
+            "distill_s": statistics.median(s - i for s, i in zip(steps, improves))}
 
 
 def _optimizer_step_s(optimizer: Any, policy: Any, device: Any, repeats: int) -> float:
