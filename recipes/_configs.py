@@ -466,15 +466,20 @@ class EvalSection:
 @dataclass
 class DemoBCPolicySection:
     """A non-VLA policy class in the demo (`policies: [openvla, diffusion]`): its `policy:` section as the sft
-    recipe takes it, its behaviour-cloning optimiser, its distillation optimiser and its ablations (the top-level
-    `ablations` are OpenVLA's). The critic, objective, operator, PA-RL schedule and evaluation are the demo's
-    shared sections."""
+    recipe takes it, its behaviour-cloning optimiser, its distillation optimiser, its state pool and its
+    ablations (the top-level `ablations` are OpenVLA's). The critic, objective, operator, the rest of the PA-RL
+    schedule and evaluation are the demo's shared sections."""
 
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(type="diffusion", image_size=56,
                                                                      image_feature_dim=128))
     sft: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=32, steps=1000))
     policy_optim: PolicyOptimSection = field(default_factory=lambda: PolicyOptimSection(lr=3e-4, batch_size=32))
+    # its own parl.cache_states (states whose candidates are sampled per refresh and online round); null: parl.cache_states
+    parl_cache_states: Optional[int] = None
     ablations: list[Literal["vgps", "no_local_steps"]] = field(default_factory=lambda: ["vgps"])
+
+    def __post_init__(self) -> None:
+        check_range("parl_cache_states", self.parl_cache_states, low=1, optional=True)
 
 
 DEMO_POLICIES = ("openvla", "diffusion")

@@ -114,10 +114,15 @@ class DemoRecipe:
         # the parl phase trains the critic as the critic phase did, for its own steps (parl.*, online.*)
         critic_optim = ParlCriticOptimSection(**{f.name: getattr(c.critic_optim, f.name)
                                                  for f in fields(ParlCriticOptimSection)})
+        parl, policy_optim = c.parl, c.policy_optim
+        if kind != "openvla":
+            section = getattr(c, kind)
+            policy_optim = section.policy_optim
+            if section.parl_cache_states is not None:
+                parl = replace(parl, cache_states=section.parl_cache_states)
         return ParlRecipeConfig(model=self._model(seed), lora=replace(c.lora, enabled=False), data=self._data(seed),
                                 critic=c.critic, objective=c.objective, action_optimizer=action_optimizer,
-                                parl=c.parl, online=online, critic_optim=critic_optim,
-                                policy_optim=c.policy_optim if kind == "openvla" else getattr(c, kind).policy_optim,
+                                parl=parl, online=online, critic_optim=critic_optim, policy_optim=policy_optim,
                                 run=self._run(seed))
 
     def _robot_dir(self, seed: int) -> Path:

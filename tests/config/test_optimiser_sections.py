@@ -47,6 +47,21 @@ def test_the_demo_hands_its_sections_to_the_recipes_that_read_them():
     assert parl.policy_optim == run.cfg.policy_optim
 
 
+def test_the_demos_diffusion_policy_takes_its_own_distillation_optimiser_and_state_pool():
+    from vla_parl.recipes.demo import DemoRecipe
+
+    shared = DemoRecipe(load_config(DemoRecipeConfig, ROOT / "configs" / "demo_ci.yaml"), "unused")
+    assert shared.parl_config(0, kind="diffusion").parl == shared.cfg.parl          # null: the shared pool
+    run = DemoRecipe(load_config(DemoRecipeConfig, ROOT / "configs" / "demo_ci.yaml",
+                                 ["parl.cache_states=64", "diffusion.parl_cache_states=16"]), "unused")
+    openvla, diffusion = run.parl_config(0), run.parl_config(0, kind="diffusion")
+    assert (openvla.parl.cache_states, diffusion.parl.cache_states) == (64, 16)
+    assert dataclasses.replace(diffusion.parl, cache_states=64) == openvla.parl        # nothing else differs
+    assert (openvla.policy_optim, diffusion.policy_optim) == (run.cfg.policy_optim, run.cfg.diffusion.policy_optim)
+    with pytest.raises(ConfigError, match="parl_cache_states"):
+        load_config(DemoRecipeConfig, ROOT / "configs" / "demo_ci.yaml", ["diffusion.parl_cache_states=0"])
+
+
 def test_a_partly_written_section_takes_the_recipes_defaults_for_the_rest():
     assert load_config(CriticRecipeConfig, None, ["optim.steps=3"]).optim == CriticOptimSection(steps=3)
     assert CriticOptimSection() == CriticOptimSection(lr=3e-4, batch_size=64, steps=500)
