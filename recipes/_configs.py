@@ -474,7 +474,8 @@ class DemoBCPolicySection:
                                                                      image_feature_dim=128))
     sft: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, batch_size=32, steps=1000))
     policy_optim: PolicyOptimSection = field(default_factory=lambda: PolicyOptimSection(lr=3e-4, batch_size=32))
-    # its own parl.cache_states (states whose candidates are sampled per refresh and online round); null: parl.cache_states
+    # its own parl.cache_states (states whose candidates are sampled per refresh and online round);
+    # null: parl.cache_states
     parl_cache_states: Optional[int] = None
     ablations: list[Literal["vgps", "no_local_steps"]] = field(default_factory=lambda: ["vgps"])
 
