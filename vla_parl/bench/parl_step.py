@@ -14,8 +14,8 @@ fused where torch has the kernel, against torch's default AdamW: `recipe_optimiz
 step alone and `recipe_optimizer_distill_ratio` = distill time, the recipes' / torch's default); reported per
 setting: the median
 iteration time, its split into `improve` (sample + optimize, timed inside the same step) and `distill` (the
-rest of that step: forward, backward, optimizer step), and the peak memory (CUDA: `max_memory_allocated`; CPU: the process's peak RSS, which can
-only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
+rest of that step: forward, backward, optimizer step), and the peak memory (CUDA: `max_memory_allocated`;
+CPU: the process's peak RSS, which can only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
 and `checkpointing_memory_ratio` = peak(with) / peak(without).
 
     vla-parl bench parl_step --model 7b --device cuda --batch-size 16          # the real architecture, bf16
@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _set_gradient_checkpointing(model, checkpointing)
         reset_peak_memory(device)
         timed = _time_step(update, obs, device, args.repeats)
-        rows.append({"gradient_checkpointing": checkpointing, **timed, "states_per_s": args.batch_size / timed["step_s"],
-                     "peak_memory_mb": peak_memory_mb(device)})
+        rows.append({"gradient_checkpointing": checkpointing, **timed,
+                     "states_per_s": args.batch_size / timed["step_s"], "peak_memory_mb": peak_memory_mb(device)})
     with_ckpt, without = rows
     # the distillation loss's softmax (`model.loss_vocab`), without checkpointing: the same candidates' work
     vocab_rows = []
@@ -119,36 +119,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _time_step(update: Any, obs: Any, device: Any, repeats: int) -> dict[str, float]:
-    """Medians over `repeats` timed `update.step(obs)` calls (after one untimed): the step, its own `improve` call
-    (sample + optimize) and the rest of the same step, `distill` (forward, backward, optimizer step)."""
+    """Medians over `repeats` timed `update.step(obs)` calls (`time_call`, one untimed first): the step, its own
+    `improve` call (sample + optimize) and the rest of the same step, `distill` (forward, backward, optimizer step)."""
     import statistics
     import time
 
-    from vla_parl.bench.timing import synchronize
+    from vla_parl.bench.timing import synchronize, time_call
 
-    improve, spent = update.improve, []
+    improve, improves = update.improve, []
 
     def timed_improve(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         out = improve(*args, **kwargs)
         synchronize(device)
-        spent.append(time.perf_counter() - start)
+        improves.append(time.perf_counter() - start)
         return out
 
     update.improve = timed_improve
     try:
-        update.step(obs)
-        synchronize(device)
-        steps, improves = [], []
-        for _ in range(repeats):
-            spent.clear()
-            start = time.perf_counter()
-            update.step(obs)
-            synchronize(device)
-            steps.append(time.perf_counter() - start)
-            improves.append(sum(spent))
+        steps = time_call(lambda: update.step(obs), device, repeats=repeats)["times_s"]
     finally:
         del update.improve
+    improves = improves[-repeats:]     # each timed step's own call (the untimed one came first)
     return {"step_s": statistics.median(steps), "improve_s": statistics.median(improves),
             "distill_s": statistics.median(s - i for s, i in zip(steps, improves))}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -17,8 +17,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 5) -> dict[str, float]:
-    """Median / min / max wall time of `fn` in seconds after `warmup` untimed calls."""
+def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 5) -> dict[str, Any]:
+    """Median / min / max wall time of `fn` in seconds after `warmup` untimed calls; `times_s`: each timed call's."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -28,7 +28,8 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 1, r
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats,
+            "times_s": times}
 
 
 def reset_peak_memory(device: torch.device) -> None:
