@@ -12,11 +12,11 @@ distillation loss over the full vocabulary vs the 256 action tokens, `model.loss
 `action_token_loss_distill_ratio` = distill time with action_tokens / with full; and the recipes' AdamW,
 fused where torch has the kernel, against torch's default AdamW: `recipe_optimizer_step_ratio` = the optimiser
 step alone and `recipe_optimizer_distill_ratio` = distill time, the recipes' / torch's default); reported per
-setting: the median
-iteration time, its split into `improve` (sample + optimize, timed inside the same step) and `distill` (the
-rest of that step: forward, backward, optimizer step), and the peak memory (CUDA: `max_memory_allocated`;
-CPU: the process's peak RSS, which can only grow, so the checkpointed setting runs first). Keys: `checkpointing_time_ratio` = t(with) / t(without)
-and `checkpointing_memory_ratio` = peak(with) / peak(without).
+setting: the median iteration time, its split into `improve` (sample + optimize, timed inside the same step)
+and `distill` (the rest of that step: forward, backward, optimizer step), and the peak memory (CUDA:
+`max_memory_allocated`; CPU: the process's peak RSS, which can only grow, so the checkpointed setting runs
+first). Keys: `checkpointing_time_ratio` = t(with) / t(without) and `checkpointing_memory_ratio` =
+peak(with) / peak(without).
 
     vla-parl bench parl_step --model 7b --device cuda --batch-size 16          # the real architecture, bf16
     vla-parl bench parl_step --threads 1                                       # tiny model on CPU
@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "loss_vocab_rows": vocab_rows,
             "action_token_loss_distill_ratio": vocab_rows[1]["distill_s"] / max(vocab_rows[0]["distill_s"], 1e-9),
             "optimizer_rows": optimizer_rows,
-            "recipe_optimizer_distill_ratio": optimizer_rows[0]["distill_s"] / max(optimizer_rows[1]["distill_s"], 1e-9),
+            "recipe_optimizer_distill_ratio": (optimizer_rows[0]["distill_s"]
+                                               / max(optimizer_rows[1]["distill_s"], 1e-9)),
             "recipe_optimizer_step_ratio": (optimizer_rows[0]["optimizer_step_s"]
                                             / max(optimizer_rows[1]["optimizer_step_s"], 1e-9))}
 
