@@ -39,7 +39,10 @@ def _has_cuda() -> bool:
 @dataclass
 class ModelSection:
     name: str = "tiny"                 # tiny | openvla_7b | <checkpoint dir or hub id>
-    image_size: int = 56               # tiny only: 56 | 112 | 224
+    image_size: int = 56               # tiny only: 56 | 84 | 112 | 224
+    # tiny only: dinosiglip = OpenVLA's fused DINOv2 + SigLIP towers; siglip = the SigLIP tower alone (about half
+    # the vision compute, so a CPU can afford a larger image)
+    vision: Literal["dinosiglip", "siglip"] = "dinosiglip"
     seed: int = 0                      # tiny only: weight init seed
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     load_in_4bit: bool = False         # QLoRA (CUDA + bitsandbytes)
@@ -54,6 +57,9 @@ class ModelSection:
         check_range("image_size", self.image_size, low=14)
         if self.name == "tiny" and self.image_size % 14:
             raise ConfigError(f"model.image_size must be a multiple of 14 (56, 112, 224), got {self.image_size}")
+        if self.name != "tiny" and self.vision != "dinosiglip":
+            raise ConfigError(f"model.vision={self.vision} builds a tiny model's towers, but model.name={self.name} "
+                              "brings its own vision backbone: drop model.vision (or set model.name=tiny)")
         if self.dtype == "float16" and not _has_cuda():
             raise ConfigError("model.dtype=float16 needs a CUDA GPU, and none is available: use model.dtype=float32 "
                               "(or bfloat16) on a CPU")

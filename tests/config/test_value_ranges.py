@@ -57,6 +57,14 @@ def test_settings_the_hardware_cannot_run_fail_at_load_time(override, message):
     assert cfg.run.mixed_precision == "no"                              # the fallback, said and recorded
 
 
+def test_model_vision_is_a_tiny_model_choice():
+    assert load_recipe_config("sft", None, ["model.vision=siglip"]).model.vision == "siglip"
+    with pytest.raises(ConfigError, match=r"model.vision"):
+        load_recipe_config("sft", None, ["model.vision=dino"])
+    with pytest.raises(ConfigError, match=r"model.name=openvla_7b brings its own vision backbone: drop model.vision"):
+        load_recipe_config("sft", None, ["model.name=openvla_7b", "model.vision=siglip"])
+
+
 def test_empty_or_binary_config_file_is_an_error(tmp_path):
     path = tmp_path / "empty.yaml"
     for text in ("", "\n", "# only a comment\n"):

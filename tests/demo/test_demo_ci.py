@@ -36,12 +36,14 @@ def test_demo_ci_writes_a_complete_run_dir(tmp_path):
     assert {"sft", "critic", "parl_total"} <= set(summary["seeds"]["0"]["wall_time_s"])
     report = (out / "report.md").read_text()
     assert "| tiny OpenVLA: online PA-RL, policy + operator |" in report and "Wilson" in report
+    assert "Policy: tiny OpenVLA (SigLIP tower alone, tiny widths, 56 px;" in report
     # the final checkpoint is servable: a merged OpenVLA and the critic
     from vla_parl.critic import QCritic
     from vla_parl.models import OpenVLA
 
     model = OpenVLA.from_pretrained(out / "final" / "model")
     assert "tabletop" in model.norm_stats
+    assert model.config.timm_model_ids == ["vit_so400m_patch14_siglip_224"]   # demo_ci's model.vision=siglip
     tokenizer = model.processor.tokenizer
     QCritic.load(out / "final" / "critic", tokenize=lambda texts: tokenizer.encode_batch(texts))
     action = model.predict_action(__import__("numpy").zeros((56, 56, 3), "uint8"), "reach the red block")

@@ -143,6 +143,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vla-parl bench parl_step --threads 1": (CHECK, "~1 min; runs in tests/bench/"),
     "vla-parl bench parl_step --threads 1 --full-finetune --image-size 56 --batch-size 32 --num-samples 16":
         (CHECK, "~1 min; the --full-finetune path runs in tests/bench/"),
+    "vla-parl bench parl_step --threads 1 --full-finetune --batch-size 32 --num-samples 16":
+        (CHECK, "~1 min; the --full-finetune path runs in tests/bench/"),
+    "vla-parl bench parl_step --threads 1 --full-finetune --batch-size 32 --num-samples 16 --image-size 84 "
+    "--vision siglip": (CHECK, "~1 min; the --vision siglip path runs in tests/bench/"),
     "vla-parl bench all": (SKIP, "prose mention"),
     "vla-parl bench all [--quick] [--only NAME ...] [--json out.json]": (SKIP, "a synopsis"),
     # ---- docs/serving.md ----

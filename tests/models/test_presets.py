@@ -50,6 +50,32 @@ def test_tiny_uses_the_same_structure_and_configurable_image_size():
         openvla_tiny(image_size=64)
 
 
+def test_tiny_with_the_siglip_tower_alone_saves_and_reloads(tmp_path):
+    from vla_parl.models import OpenVLA
+
+    model = openvla_tiny(image_size=84, vision="siglip")
+    assert model.config.timm_model_ids == ["vit_so400m_patch14_siglip_224"]
+    assert not model.config.use_fused_vision_backbone and model.vision_backbone.num_patches() == 36
+    names = {to_checkpoint_key(k) for k in model.state_dict()}
+    assert "vision_backbone.featurizer.attn_pool.kv.weight" in names
+    assert not any(n.startswith("vision_backbone.fused_featurizer") for n in names)
+    # one tower of width 72 feeds the projector, where the fused pair feeds 64 + 72
+    assert model.projector.fc1.weight.shape[1] == 72
+    assert openvla_tiny(image_size=84).projector.fc1.weight.shape[1] == 64 + 72
+    # SigLIP's own statistics: a mid-grey image becomes zeros
+    grey = np.full((84, 84, 3), 127.5, np.float32).astype(np.uint8)
+    pixels = model.processor.pixel_values([grey])
+    assert pixels.shape == (1, 3, 84, 84) and float(pixels.abs().max()) < 0.01
+    model.save_pretrained(tmp_path)
+    reloaded = OpenVLA.from_pretrained(tmp_path)
+    image = np.random.default_rng(0).integers(0, 255, (84, 84, 3), dtype=np.uint8)
+    with torch.no_grad():
+        assert np.array_equal(reloaded.predict_action(image, "lift the red block"),
+                              model.predict_action(image, "lift the red block"))
+    with pytest.raises(ValueError, match="vision must be one of"):
+        openvla_tiny(image_size=56, vision="dino")
+
+
 def test_tiny_is_deterministic_per_seed():
     a, b, c = openvla_tiny(image_size=56, seed=3), openvla_tiny(image_size=56, seed=3), openvla_tiny(image_size=56, seed=4)
     wa, wb, wc = (m.projector.fc1.weight for m in (a, b, c))

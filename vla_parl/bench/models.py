@@ -14,6 +14,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
     parser.add_argument("--image-size", type=int, default=224, help="input image size of the tiny model")
+    parser.add_argument("--vision", default="dinosiglip", choices=["dinosiglip", "siglip"],
+                        help="the tiny model's vision towers: fused DINOv2 + SigLIP, or SigLIP alone")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice; 1 gives stable figures on a shared CPU)")
@@ -31,7 +33,7 @@ def build_benchmark_model(args: argparse.Namespace):
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     if args.model == "tiny":
-        model = openvla_tiny(image_size=args.image_size, attn_implementation=args.attn)
+        model = openvla_tiny(image_size=args.image_size, attn_implementation=args.attn, vision=args.vision)
     elif args.model == "7b":
         with torch.device(device):
             model = openvla_7b(attn_implementation=args.attn)

@@ -71,7 +71,9 @@ def setup_notes(config: dict[str, Any]) -> list[str]:
         f"Demonstrations: {d['num_episodes']} episodes of the scripted expert with noise {d['expert_noise']} "
         "(Gaussian noise on the translation and random-action mistakes; the measured expert success is printed "
         "per seed).",
-        "Policy: tiny OpenVLA (DINOv2+SigLIP tiny, 2-layer Llama, real 32064-token vocabulary), "
+        "Policy: tiny OpenVLA ("
+        + ("SigLIP tower alone" if config["model"].get("vision") == "siglip" else "fused DINOv2 + SigLIP towers")
+        + f", tiny widths, {config['model']['image_size']} px; 2-layer Llama, real 32064-token vocabulary), "
         + ("LoRA" if config["lora"]["enabled"] else "full fine-tune (LoRA on a randomly initialised tiny model "
                                                      "learns too slowly; `lora.enabled=true` switches to LoRA)")
         + ("; its cross-entropy is taken over the 256 action-token logits the sampler draws from "

@@ -65,7 +65,8 @@ def build_model(model: Any, *, source: str = "", norm_stats: dict[str, Any] | No
             from vla_parl.models.openvla.presets import default_norm_stats
 
             norm_stats = default_norm_stats(model.unnorm_key)
-        built = openvla_tiny(image_size=model.image_size, seed=model.seed, norm_stats=norm_stats)
+        built = openvla_tiny(image_size=model.image_size, seed=model.seed, norm_stats=norm_stats,
+                             vision=model.vision)
     else:
         hub_id = "openvla/openvla-7b" if name == "openvla_7b" else name
         built = OpenVLA.from_pretrained(hub_id, torch_dtype=_DTYPES[model.dtype], device=device,

@@ -3,7 +3,9 @@
 Presets build from flat arguments (no config objects to assemble by hand). `openvla_7b()` has the
 parameter names and shapes of `openvla/openvla-7b`; build it under `torch.device("meta")` to inspect it
 without memory. `openvla_tiny()` keeps the DINOv2 + SigLIP structure and weight names with tiny widths
-(via `timm_model_kwargs`), a 2-layer Llama and a locally built tokenizer, for tests and the CPU demo.
+(via `timm_model_kwargs`), a 2-layer Llama and a locally built tokenizer, for tests and the CPU demo;
+`vision="siglip"` builds it with the SigLIP tower alone (OpenVLA's single-backbone configuration), which costs
+about half the vision compute of the fused pair.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ SIGLIP_ID = "vit_so400m_patch14_siglip_224"
 # ImageNet (DINOv2) and SigLIP statistics, bf16-rounded as in the published preprocessor_config.json
 DINOSIGLIP_MEANS = ((0.484375, 0.455078125, 0.40625), (0.5, 0.5, 0.5))
 DINOSIGLIP_STDS = ((0.228515625, 0.2236328125, 0.224609375), (0.5, 0.5, 0.5))
+# which of the (DINOv2, SigLIP) towers a tiny model keeps
+_TOWERS = {"dinosiglip": slice(0, 2), "siglip": slice(1, 2)}
 
 
 def default_norm_stats(name: str = "default", action_dim: int = 7) -> dict[str, Any]:
@@ -36,12 +40,13 @@ def default_norm_stats(name: str = "default", action_dim: int = 7) -> dict[str, 
     return {name: {"action": action, "proprio": proprio, "num_transitions": 0, "num_trajectories": 0}}
 
 
-def _processor(image_sizes: list[int], strategy: str, tokenizer: PromptTokenizer | None) -> OpenVLAProcessor:
+def _processor(image_sizes: list[int], strategy: str, tokenizer: PromptTokenizer | None,
+               towers: slice = slice(None)) -> OpenVLAProcessor:
     if tokenizer is None:
         from vla_parl.models.openvla.tiny_tokenizer import build_tiny_tokenizer
 
         tokenizer = PromptTokenizer(build_tiny_tokenizer())
-    transform = ImageTransform.build(strategy, image_sizes, DINOSIGLIP_MEANS, DINOSIGLIP_STDS)
+    transform = ImageTransform.build(strategy, image_sizes, DINOSIGLIP_MEANS[towers], DINOSIGLIP_STDS[towers])
     return OpenVLAProcessor(transform, tokenizer)
 
 
@@ -64,16 +69,21 @@ def openvla_tiny(image_size: int = 224, vision_dims: tuple[int, int] = (64, 72),
                  vision_heads: int = 4, llm_dim: int = 64, llm_layers: int = 2, llm_heads: int = 4,
                  llm_intermediate: int = 160, norm_stats: Mapping[str, Any] | None = None,
                  image_resize_strategy: str = "resize-naive", attn_implementation: str = "sdpa",
-                 seed: int | None = 0) -> OpenVLA:
+                 seed: int | None = 0, vision: str = "dinosiglip") -> OpenVLA:
     """A tiny OpenVLA with the real structure: DINOv2-reg4 + SigLIP (tiny widths), 2-layer Llama, 32064 vocab.
 
-    `image_size` must be a multiple of the patch size 14 (e.g. 56, 112, 224).
+    `image_size` must be a multiple of the patch size 14 (e.g. 56, 112, 224). `vision="siglip"` keeps only
+    the SigLIP tower (width `vision_dims[1]`, SigLIP's image statistics), unfused.
     """
     if image_size % 14:
         raise ValueError(f"image_size must be a multiple of the ViT patch size 14, got {image_size}")
+    if vision not in _TOWERS:
+        raise ValueError(f"vision must be one of {sorted(_TOWERS)}, got {vision!r}")
+    towers = _TOWERS[vision]
+    ids, dims = [DINO_ID, SIGLIP_ID][towers], list(vision_dims)[towers]
     config = OpenVLAConfig(
-        timm_model_ids=[DINO_ID, SIGLIP_ID], image_sizes=[image_size, image_size],
-        timm_model_kwargs=[{"embed_dim": d, "depth": vision_depth, "num_heads": vision_heads} for d in vision_dims],
+        timm_model_ids=ids, image_sizes=[image_size] * len(ids), use_fused_vision_backbone=len(ids) == 2,
+        timm_model_kwargs=[{"embed_dim": d, "depth": vision_depth, "num_heads": vision_heads} for d in dims],
         text_config={"model_type": "llama", "hidden_size": llm_dim, "intermediate_size": llm_intermediate,
                      "num_hidden_layers": llm_layers, "num_attention_heads": llm_heads,
                      "num_key_value_heads": llm_heads, "pad_token_id": 32000, "vocab_size": 32064},
@@ -82,5 +92,6 @@ def openvla_tiny(image_size: int = 224, vision_dims: tuple[int, int] = (64, 72),
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        model = OpenVLA(config, _processor([image_size, image_size], image_resize_strategy, None), attn_implementation)
+        model = OpenVLA(config, _processor([image_size] * len(ids), image_resize_strategy, None, towers),
+                        attn_implementation)
     return model.eval()
