@@ -35,9 +35,11 @@ def _stored(episodes_dir: Path) -> dict[str, dict]:
 
     with ReplayBuffer(episodes_dir, readonly=True) as buffer:
         infos = [buffer.episode_meta(e) for e in buffer.episode_ids]
-        # every step and the final observation carry the tabletop's proprio [7] and block state [6]
+        # every step and the final observation carry the camera frame at the demo's size (the default), the
+        # tabletop's proprio [7] and block state [6]
+        size = DEFAULTS["image_size"]
         assert {k: v["shape"] for k, v in buffer.schema["obs"].items()} == {
-            "image": [56, 56, 3], "proprio": [7], "state": [6]}
+            "image": [size, size, 3], "proprio": [7], "state": [6]}
     return {meta["info"]["server_episode_id"]: {**meta["info"], "num_steps": meta["num_steps"]} for meta in infos}
 
 

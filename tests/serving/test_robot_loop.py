@@ -26,10 +26,12 @@ import requests
 
 from serving.process import ServerProcess
 from tests.recipes._cli import REPO_ROOT, last_values, run_cli
+from vla_parl.cli.robot import DEFAULTS
 
 pytestmark = pytest.mark.slow
 
 INSTRUCTION = "reach the red block"
+FRAME = (DEFAULTS["image_size"], DEFAULTS["image_size"], 3)   # the camera frame `robot sim` sends by default
 # parl_robot.yaml shrunk to seconds: the tiny model, a 16-unit critic, one-step action optimization
 TINY = ["critic.hidden_dims=[16]", "critic.instruction_dim=4", "data.num_episodes=3", "data.max_episode_steps=5",
         "action_optimizer.num_samples=2", "action_optimizer.top_k=2", "action_optimizer.num_steps=1",
@@ -99,7 +101,7 @@ class _Traffic(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url, self.answers, self.halt = url, [], threading.Event()
-        image = np.random.default_rng(0).integers(0, 256, (56, 56, 3), dtype=np.uint8).tolist()
+        image = np.random.default_rng(0).integers(0, 256, FRAME, dtype=np.uint8).tolist()
         self.request = {"image": image, "instruction": INSTRUCTION, "mode": "refined", "proprio": [0.0] * 7}
 
     def run(self) -> None:
@@ -163,7 +165,7 @@ def test_two_rounds_store_served_actions_publish_and_swap_without_a_failed_reque
         assert learner.wait(60) == 0, (tmp_path / "learner.log").read_text()[-3000:]
         with PolicyClient(url) as client:                   # one more episode by hand, on v2
             episode_id = client.start_episode(INSTRUCTION)
-            image = np.random.default_rng(1).integers(0, 256, (56, 56, 3), dtype=np.uint8)
+            image = np.random.default_rng(1).integers(0, 256, FRAME, dtype=np.uint8)
             answers = [client.act_info(image, INSTRUCTION, mode="refined", episode_id=episode_id,   # as robot sim:
                                        proprio=np.full(7, 0.1 * t), state=np.zeros(6)) for t in range(2)]  # 7 + 6
             assert client.end_episode(episode_id, success=True)["stored"] is True
@@ -226,7 +228,7 @@ def test_sigkilled_server_and_learner_lose_only_unfinished_work(policy, tmp_path
             time.sleep(0.1)
         with PolicyClient(url) as client:                    # an episode the server never hears the end of
             unfinished = client.start_episode(INSTRUCTION)
-            image = np.zeros((56, 56, 3), np.uint8)
+            image = np.zeros(FRAME, np.uint8)
             for _ in range(2):
                 client.act_info(image, INSTRUCTION, episode_id=unfinished, proprio=np.zeros(7), state=np.zeros(6))
         _robots(url, seed=2)

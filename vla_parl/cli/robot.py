@@ -7,7 +7,7 @@
 Each robot process runs recorded episodes through `vla_parl_client` (start_episode → act → end_episode with
 the env's success), the way a lab's robots feed the online PA-RL learner; at the end it prints the success
 rate per policy version. Defaults match the demo's tabletop (configs/demo.yaml: reach, red target, 20 steps,
-56-pixel images). See vla_parl/rollout/sim_robot.py.
+84-pixel images). See vla_parl/rollout/sim_robot.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from vla_parl.cli._arguments import non_negative_int, positive_int, positive_sec
 __all__ = ["register", "DEFAULTS"]
 
 #: the demo's tabletop settings (configs/demo.yaml data.*), so simulated robots collect what the demo trains on
-DEFAULTS = {"task": "reach", "targets": ["red"], "max_steps": 20, "image_size": 56}
+DEFAULTS = {"task": "reach", "targets": ["red"], "max_steps": 20, "image_size": 84}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
