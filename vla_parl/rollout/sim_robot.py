@@ -38,9 +38,11 @@ class SimRobotSpec:
 
     url: str
     mode: str                                    # greedy | sample | refined
-    task: str = "reach"
-    image_size: int = 56
-    max_steps: int = 20
+    # the scene: `vla-parl robot sim` fills these from its flags, whose defaults (vla_parl.cli.robot.DEFAULTS) are
+    # the demo's tabletop
+    task: str
+    image_size: int
+    max_steps: int
     targets: tuple[str, ...] | None = None
     unnorm_key: str | None = None
     api_key: str | None = None
