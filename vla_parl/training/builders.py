@@ -48,7 +48,8 @@ def make_accelerator(run: Any, grad_accum: int = 1) -> Any:
 
 
 def threads_per_process(requested: int, *, on_cpu: bool) -> int:
-    """`run.threads`, lowered so that the processes launched on this machine do not share its cores.
+    """`run.threads`, lowered so that the processes launched on this machine ask for no more threads than it has
+    cores.
 
     Several CPU processes (torchrun, `accelerate launch`) that each spin `run.threads` threads on fewer cores
     than they ask for in all run many times slower than with one thread each (gloo's waits spin, and every
